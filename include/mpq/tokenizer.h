@@ -1,0 +1,76 @@
+// Tokenizers: SentencePiece-style BPE with byte fallback (Llama 2, TinyLlama, llama2.c) and
+// byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM). Both are built from a TokenizerSpec that the
+// loaders fill from GGUF metadata, a Hugging Face tokenizer.json or a llama2.c tokenizer file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mpq {
+
+class GgufFile;
+
+// GGUF token types (tokenizer.ggml.token_type).
+enum class TokenType : int32_t {
+  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6,
+};
+
+struct TokenizerSpec {
+  enum class Kind { SentencePiece, ByteLevelBpe };
+  Kind kind = Kind::SentencePiece;
+  std::vector<std::string> tokens;     // token text as stored: SentencePiece pieces use U+2581 for
+                                       // a space; byte-level BPE tokens use the GPT-2 byte->unicode
+                                       // mapping
+  std::vector<float> scores;           // SentencePiece: merge priority per token (higher first)
+  std::vector<TokenType> token_types;  // per token; Normal when the source has none
+  std::vector<std::string> merges;     // byte-level BPE: "left right", rank = position
+  std::string pre_name;                // pre-tokenizer name (GGUF tokenizer.ggml.pre), informative
+  std::vector<std::string> pre_regexes;  // byte-level BPE: split regexes applied in sequence
+                                         // (PCRE2 syntax, Unicode properties)
+  bool add_space_prefix = true;        // SentencePiece: prepend a space to the text
+  int32_t bos_id = -1;                 // -1 when the model has none
+  int32_t eos_id = -1;
+  int32_t unk_id = -1;
+  int32_t pad_id = -1;
+  bool add_bos = false;                // prepend BOS when encoding with add_special
+  bool add_eos = false;                // append EOS when encoding with add_special
+};
+
+class Tokenizer {
+ public:
+  // Validates the spec (sizes agree, ids in range, merges name known tokens, regexes compile);
+  // throws mpq::Error naming `source` (the file the spec came from) otherwise.
+  Tokenizer(TokenizerSpec spec, std::string source);
+  ~Tokenizer();
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
+
+  // add_special: add BOS/EOS as the model declares. parse_special: treat the text of control and
+  // user-defined tokens inside `text` as those tokens (for chat templates); off for plain text.
+  std::vector<int32_t> encode(std::string_view text, bool add_special,
+                              bool parse_special = false) const;
+  // The bytes a token stands for (byte tokens and byte-level BPE decoded to raw bytes).
+  std::string decode_token(int32_t id) const;
+  std::string decode(std::span<const int32_t> ids) const;
+
+  int32_t vocab_size() const;
+  const TokenizerSpec& spec() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Loaders. Each throws mpq::Error naming the file and the problem.
+TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& gguf);
+// `path` is a tokenizer.json; a tokenizer_config.json beside it, when present, supplies
+// add_bos/add_eos and the BOS/EOS tokens.
+TokenizerSpec tokenizer_spec_from_hf_json(const std::string& path);
+// llama2.c tokenizer file: i32 max_token_length, then per token f32 score, i32 length, bytes.
+TokenizerSpec tokenizer_spec_from_llama2c(const std::string& path, int32_t vocab_size);
+
+}  // namespace mpq

@@ -1,0 +1,46 @@
+// A model checkpoint opened for reading, whatever its layout (GGUF file, Hugging Face directory,
+// llama2.c file): raw tensors under canonical Hugging Face names and an HF-style config, so that
+// one model builder serves every layout. Owns the memory mappings its records point into.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/tensor_record.h"
+
+namespace mpq {
+
+class GgufFile;
+
+struct Checkpoint {
+  std::string path;    // what the user named (file or directory)
+  std::string layout;  // "gguf", "hf" or "llama2c"
+  // Tensors under Hugging Face names ("model.layers.0.self_attn.q_proj.weight", ...), shapes
+  // outermost first.
+  std::map<std::string, TensorRecord> tensors;
+  // True when q_proj/k_proj rows are in the interleaved (Meta / GGUF-llama) RoPE order rather
+  // than Hugging Face's rotate-half order; the model builder permutes them.
+  bool qk_rope_interleaved = false;
+  // HF config.json content. GGUF metadata and the llama2.c header are translated into the same
+  // keys (model_type, hidden_size, num_hidden_layers, ...).
+  nlohmann::json config;
+  // Keep-alive for the mapped files the records point into.
+  std::vector<std::shared_ptr<const void>> owners;
+  // The GGUF file when layout == "gguf" (its metadata also holds the tokenizer).
+  std::shared_ptr<const GgufFile> gguf;
+};
+
+// Opens `path`: a directory is read as a Hugging Face checkpoint; a file starting with "GGUF" as
+// GGUF; any other file as a llama2.c checkpoint. Throws mpq::Error naming the file.
+Checkpoint open_checkpoint(const std::string& path);
+
+// Per-layout openers (used by open_checkpoint).
+Checkpoint open_gguf_checkpoint(const std::string& path);
+Checkpoint open_hf_checkpoint(const std::string& dir);
+Checkpoint open_llama2c_checkpoint(const std::string& path);
+
+}  // namespace mpq
