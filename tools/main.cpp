@@ -18,7 +18,6 @@ int main(int argc, char** argv) {
   CLI::App app{"mpq: importance-aware mixed-precision quantization of LLMs"};
   app.require_subcommand(1);
   std::function<int()> run;
-  std::vector<std::function<int()>> runners;
   for (auto& command : mpq::cli::registry()) {
     CLI::App* sub = app.add_subcommand(command.name, command.description);
     auto runner = command.setup(*sub);

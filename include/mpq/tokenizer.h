@@ -32,6 +32,8 @@ struct TokenizerSpec {
   std::vector<std::string> pre_regexes;  // byte-level BPE: split regexes applied in sequence
                                          // (PCRE2 syntax, Unicode properties)
   bool add_space_prefix = true;        // SentencePiece: prepend a space to the text
+  bool ignore_merges = false;          // byte-level BPE: a pre-tokenized word that is itself a
+                                       // token is emitted whole, without merging (Llama 3)
   int32_t bos_id = -1;                 // -1 when the model has none
   int32_t eos_id = -1;
   int32_t unk_id = -1;
@@ -71,6 +73,20 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& gguf);
 // add_bos/add_eos and the BOS/EOS tokens.
 TokenizerSpec tokenizer_spec_from_hf_json(const std::string& path);
 // llama2.c tokenizer file: i32 max_token_length, then per token f32 score, i32 length, bytes.
+// vocab_size <= 0: take every entry up to the end of the file (the count is not stored).
 TokenizerSpec tokenizer_spec_from_llama2c(const std::string& path, int32_t vocab_size);
+
+// Loads the tokenizer that goes with a model, whatever its layout:
+//   - a GGUF file: its tokenizer.ggml.* metadata;
+//   - a directory: its tokenizer.json (and tokenizer_config.json);
+//   - a tokenizer.json file;
+//   - a llama2.c tokenizer file (tokenizer.bin, tok512.bin): recognised by its layout;
+//   - a llama2.c checkpoint: has no tokenizer, so `tokenizer_path` is required; the vocabulary
+//     size is then read from the checkpoint header.
+// A non-empty `tokenizer_path` (any of the tokenizer forms above) overrides what `model_path`
+// holds. `llama2c_vocab_size` > 0 fixes the entry count of a llama2.c tokenizer file.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path,
+                                          const std::string& tokenizer_path = "",
+                                          int32_t llama2c_vocab_size = 0);
 
 }  // namespace mpq

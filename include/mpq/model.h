@@ -1,0 +1,174 @@
+// The in-memory decoder-only transformer (Llama family: llama, qwen2, qwen3) and its fp32
+// forward pass. Every Linear layer is a `Linear` whose weights sit behind the LinearWeights
+// interface, so a quantizer can swap them for another format and a calibration pass can watch
+// their inputs through ForwardHooks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mpq {
+
+class Tokenizer;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+struct ModelConfig {
+  std::string arch;            // "llama", "qwen2" or "qwen3"
+  int n_layers = 0;            // decoder blocks
+  int dim = 0;                 // hidden size
+  int ffn_dim = 0;             // SwiGLU intermediate size
+  int n_heads = 0;             // query heads
+  int n_kv_heads = 0;          // key/value heads (GQA when < n_heads)
+  int head_dim = 0;            // per-head size (dim / n_heads unless the config says otherwise)
+  int vocab_size = 0;          // rows of the embedding and of the output head
+  int max_context = 0;         // max_position_embeddings
+  float rms_eps = 1e-5f;       // RMSNorm epsilon
+  float rope_theta = 10000.f;  // RoPE base
+  float rope_linear_factor = 1.f;       // "linear" rope scaling: positions divided by this
+  std::vector<float> rope_freq_divisors;  // per frequency (head_dim/2), Llama-3 scaling; empty
+                                          // when unscaled
+  bool tied_embeddings = false;  // output head shares the embedding matrix
+  bool qkv_bias = false;         // q/k/v projections have biases (qwen2)
+  bool qk_norm = false;          // per-head RMSNorm on q and k before RoPE (qwen3)
+
+  int q_dim() const { return n_heads * head_dim; }
+  int kv_dim() const { return n_kv_heads * head_dim; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Linear layers
+
+// The seven Linear layers of a decoder block, in a fixed order.
+enum class LinearKind : uint8_t { Q, K, V, O, Gate, Up, Down, kCount };
+constexpr int kLinearKinds = static_cast<int>(LinearKind::kCount);
+// "q_proj", "k_proj", ... (the Hugging Face module names)
+const char* linear_kind_name(LinearKind kind);
+
+// The weights of one Linear layer, W of shape [out_features, in_features], in some format.
+class LinearWeights {
+ public:
+  virtual ~LinearWeights() = default;
+  virtual int64_t out_features() const = 0;
+  virtual int64_t in_features() const = 0;
+  // y[t, :] = W · x[t, :] for t < n_tokens; x is [n_tokens, in], y is [n_tokens, out], row-major.
+  virtual void forward(const float* x, int64_t n_tokens, float* y) const = 0;
+  // Writes W as fp32 [out, in] (exact for fp32 weights, the decoded values otherwise).
+  virtual void to_f32(float* dst) const = 0;
+  // Name of the weight format ("f32", "int4_g128", ...) and bytes of weight storage.
+  virtual std::string format_name() const = 0;
+  virtual uint64_t storage_bytes() const = 0;
+};
+
+// Dense fp32 weights; the product goes through sgemm (OpenBLAS). The storage can be shared (the
+// output head of a tied-embedding model views the embedding matrix).
+std::unique_ptr<LinearWeights> make_dense_f32_weights(std::shared_ptr<const std::vector<float>> w,
+                                                      int64_t out_features, int64_t in_features);
+
+struct Linear {
+  std::string name;                       // HF tensor name without ".weight"
+  std::unique_ptr<LinearWeights> weights;  // never null in a loaded model
+  std::vector<float> bias;                 // [out_features] or empty
+};
+
+// Callbacks a calibration pass uses to watch the forward pass. Default: do nothing.
+struct ForwardHooks {
+  virtual ~ForwardHooks() = default;
+  // Called with the input of a decoder Linear layer before it runs: x is [n_tokens, in].
+  // q/k/v share one input, and gate/up share one input; the hook is called once for each kind.
+  virtual void on_linear_input(int layer, LinearKind kind, const float* x, int64_t n_tokens,
+                               int64_t in_features) {}
+};
+
+// ---------------------------------------------------------------------------------------------
+// Weights
+
+struct DecoderLayer {
+  std::vector<float> attn_norm;    // [dim] RMSNorm before attention
+  std::vector<float> ffn_norm;     // [dim] RMSNorm before the MLP
+  std::vector<float> q_norm;       // [head_dim] (qwen3) or empty
+  std::vector<float> k_norm;       // [head_dim] (qwen3) or empty
+  Linear linear[kLinearKinds];     // indexed by LinearKind
+
+  Linear& at(LinearKind kind) { return linear[static_cast<int>(kind)]; }
+  const Linear& at(LinearKind kind) const { return linear[static_cast<int>(kind)]; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// KV cache and batches
+
+// Keys and values of one sequence, for every layer: k[layer] is [capacity, kv_dim] row-major.
+struct KVCache {
+  int capacity = 0;                   // positions it can hold
+  int n_past = 0;                     // positions filled
+  std::vector<std::vector<float>> k;  // per layer, [capacity * kv_dim]
+  std::vector<std::vector<float>> v;  // per layer, [capacity * kv_dim]
+};
+
+// One sequence's part of a batch: `n_tokens` new tokens appended after cache->n_past.
+struct SequenceInput {
+  const int32_t* tokens = nullptr;
+  int n_tokens = 0;
+  KVCache* cache = nullptr;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+struct LoadOptions {
+  std::string tokenizer_path;  // for llama2.c checkpoints (tokenizer .bin); optional otherwise
+  bool need_tokenizer = true;  // fail when no tokenizer can be found
+};
+
+// One entry of `mpq info`'s tensor list: as stored in the source file.
+struct SourceTensorInfo {
+  std::string name;            // canonical (HF) name
+  std::string dtype;           // storage type in the file
+  std::vector<int64_t> shape;  // outermost first
+};
+
+class Model {
+ public:
+  ModelConfig config;
+  std::string source_path;     // what was loaded
+  std::string source_layout;   // "gguf", "hf" or "llama2c"
+  std::vector<SourceTensorInfo> source_tensors;  // as found in the file, for `mpq info`
+  std::shared_ptr<const std::vector<float>> embedding;  // [vocab, dim]
+  std::vector<DecoderLayer> layers;
+  std::vector<float> final_norm;   // [dim]
+  Linear lm_head;                  // [vocab, dim]; views `embedding` when tied
+  std::unique_ptr<Tokenizer> tokenizer;  // may be null when LoadOptions::need_tokenizer is false
+
+  Model();
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  // Parameter count: embedding + all layers + norms + head (the head counted only when untied).
+  int64_t parameter_count() const;
+
+  KVCache make_cache(int capacity) const;
+
+  // Runs the new tokens of every sequence through the model (their Linear layers batched
+  // together), appends their keys/values to the caches and returns logits for the rows listed
+  // in `output_rows` (indices into the concatenation of all sequences' new tokens), as
+  // [output_rows.size(), vocab].
+  std::vector<float> forward(std::span<const SequenceInput> batch,
+                             std::span<const int> output_rows, ForwardHooks* hooks = nullptr);
+
+  // Convenience: one sequence, logits of every position ([n, vocab]).
+  std::vector<float> forward_all(std::span<const int32_t> tokens, KVCache& cache,
+                                 ForwardHooks* hooks = nullptr);
+  // Convenience: one sequence, logits of its last position ([vocab]).
+  std::vector<float> forward_last(std::span<const int32_t> tokens, KVCache& cache);
+};
+
+// Loads GGUF, Hugging Face directories and llama2.c checkpoints. Throws mpq::Error naming the
+// file and the problem: unknown architecture, missing tensors, shape mismatches, ...
+Model load_model(const std::string& path, const LoadOptions& options = {});
+
+}  // namespace mpq

@@ -1,0 +1,131 @@
+// GGUF file -> Checkpoint: llama.cpp tensor names to Hugging Face names, GGUF metadata to
+// config.json keys.
+#include <cstring>
+#include <memory>
+#include <cstdio>
+#include <filesystem>
+
+#include "io/checkpoint.h"
+#include "io/gguf.h"
+#include "mpq/error.h"
+
+namespace mpq {
+namespace {
+
+// blk.N.<gguf suffix> -> model.layers.N.<hf suffix>
+struct NameRow {
+  const char* gguf;  // suffix after "blk.N."
+  const char* hf;    // suffix after "model.layers.N."
+};
+constexpr NameRow kLayerNames[] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_k.weight", "self_attn.k_proj.weight"},
+    {"attn_v.weight", "self_attn.v_proj.weight"},
+    {"attn_output.weight", "self_attn.o_proj.weight"},
+    {"attn_q.bias", "self_attn.q_proj.bias"},
+    {"attn_k.bias", "self_attn.k_proj.bias"},
+    {"attn_v.bias", "self_attn.v_proj.bias"},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+    {"ffn_gate.weight", "mlp.gate_proj.weight"},
+    {"ffn_up.weight", "mlp.up_proj.weight"},
+    {"ffn_down.weight", "mlp.down_proj.weight"},
+};
+constexpr NameRow kGlobalNames[] = {
+    {"token_embd.weight", "model.embed_tokens.weight"},
+    {"output_norm.weight", "model.norm.weight"},
+    {"output.weight", "lm_head.weight"},
+    {"rope_freqs.weight", "model.rope_freqs"},
+};
+
+// The HF name of a GGUF tensor, or "" when mpq does not use it.
+std::string hf_name(const std::string& gguf_name) {
+  for (const auto& row : kGlobalNames) {
+    if (gguf_name == row.gguf) return row.hf;
+  }
+  if (gguf_name.rfind("blk.", 0) != 0) return "";
+  const size_t dot = gguf_name.find('.', 4);
+  if (dot == std::string::npos) return "";
+  const std::string layer = gguf_name.substr(4, dot - 4);
+  const std::string suffix = gguf_name.substr(dot + 1);
+  for (const auto& row : kLayerNames) {
+    if (suffix == row.gguf) return "model.layers." + layer + "." + row.hf;
+  }
+  return "";
+}
+
+}  // namespace
+
+Checkpoint open_gguf_checkpoint(const std::string& path) {
+  auto gguf = std::make_shared<GgufFile>(path);
+  Checkpoint ck;
+  ck.path = path;
+  ck.layout = "gguf";
+  ck.gguf = gguf;
+  ck.owners.push_back(gguf);
+  for (const TensorRecord& record : gguf->tensors()) {
+    std::string name = hf_name(record.name);
+    if (name.empty()) continue;
+    TensorRecord renamed = record;
+    renamed.name = name;
+    ck.tensors.emplace(name, std::move(renamed));
+  }
+
+  const std::string arch = gguf->get_string("general.architecture");
+  const std::string p = arch + ".";
+  nlohmann::json& c = ck.config;
+  c["model_type"] = arch;
+  c["hidden_size"] = gguf->get_int(p + "embedding_length");
+  c["intermediate_size"] = gguf->get_int(p + "feed_forward_length");
+  c["num_hidden_layers"] = gguf->get_int(p + "block_count");
+  c["num_attention_heads"] = gguf->get_int(p + "attention.head_count");
+  c["num_key_value_heads"] =
+      gguf->get_int(p + "attention.head_count_kv", gguf->get_int(p + "attention.head_count"));
+  if (gguf->has(p + "attention.key_length")) c["head_dim"] = gguf->get_int(p + "attention.key_length");
+  c["max_position_embeddings"] = gguf->get_int(p + "context_length", 4096);
+  c["rms_norm_eps"] = gguf->get_float(p + "attention.layer_norm_rms_epsilon", 1e-5);
+  c["rope_theta"] = gguf->get_float(p + "rope.freq_base", 10000.0);
+  // The vocabulary size: explicit, else the tokenizer's, else the embedding's rows.
+  if (gguf->has(p + "vocab_size")) {
+    c["vocab_size"] = gguf->get_int(p + "vocab_size");
+  } else if (gguf->has("tokenizer.ggml.tokens")) {
+    c["vocab_size"] = gguf->get_string_array("tokenizer.ggml.tokens").size();
+  } else if (auto it = ck.tensors.find("model.embed_tokens.weight"); it != ck.tensors.end()) {
+    c["vocab_size"] = it->second.shape.at(0);
+  }
+  c["tie_word_embeddings"] = ck.tensors.count("lm_head.weight") == 0;
+  if (gguf->has(p + "rope.scaling.type")) {
+    const std::string type = gguf->get_string(p + "rope.scaling.type");
+    if (type == "linear") {
+      c["rope_scaling"] = {{"rope_type", "linear"},
+                           {"factor", gguf->get_float(p + "rope.scaling.factor", 1.0)}};
+    } else if (type != "none") {
+      // YaRN and friends change attention scaling too; refuse rather than run them wrong.
+      fail(path, "unsupported rope scaling type '" + type + "'");
+    }
+  }
+  // llama.cpp's converter permutes q/k rows of llama-architecture models back to Meta's
+  // interleaved RoPE order; qwen2/qwen3 are stored in rotate-half (NEOX) order.
+  ck.qk_rope_interleaved = (arch == "llama" || arch == "mistral");
+  return ck;
+}
+
+Checkpoint open_checkpoint(const std::string& path) {
+  std::error_code ec;
+  // A directory is a Hugging Face checkpoint.
+  if (std::filesystem::is_directory(path, ec)) return open_hf_checkpoint(path);
+  if (!std::filesystem::exists(path, ec)) fail(path, "no such file or directory");
+  char magic[4] = {0, 0, 0, 0};
+  {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) fail(path, "cannot open");
+    const size_t got = std::fread(magic, 1, 4, f);
+    std::fclose(f);
+    if (got == 4 && std::memcmp(magic, "GGUF", 4) == 0) return open_gguf_checkpoint(path);
+  }
+  return open_llama2c_checkpoint(path);
+}
+
+}  // namespace mpq

@@ -1,0 +1,297 @@
+// TokenizerSpec from a Hugging Face tokenizer.json (+ tokenizer_config.json beside it).
+//
+// Supported: model.type "BPE" with vocab and merges ("a b" strings or [a, b] pairs), either
+//   - byte-level: pre_tokenizer ByteLevel / Split(regex, Isolated) / Digits / Sequence of them
+//     (GPT-2, Llama 3, Qwen 2, SmolLM), or
+//   - SentencePiece-style: byte_fallback, normalizer Replace(" " -> "▁") + Prepend("▁"), or a
+//     Metaspace pre-tokenizer (Llama 2, TinyLlama).
+// Everything else is refused with the file and the part named: silently ignoring a normalizer or
+// pre-tokenizer step would produce plausible but wrong token ids.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "io/tokenizer_internal.h"
+#include "mpq/error.h"
+#include "mpq/tokenizer.h"
+
+namespace mpq {
+
+namespace {
+
+using nlohmann::json;
+constexpr const char* kSpace = "\xE2\x96\x81";  // U+2581
+
+json read_json(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open file");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    fail(path, std::string("invalid JSON: ") + e.what());
+  }
+}
+
+struct Pre {
+  std::vector<std::string> regexes;
+  bool byte_level = false;
+  bool metaspace = false;
+  bool metaspace_prefix = false;
+};
+
+// PCRE2 pattern matching `s` literally.
+std::string quote_literal(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       static_cast<unsigned char>(c) >= 0x80;
+    if (!plain) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+void parse_pre(const json& node, Pre& pre, const std::string& path) {
+  const std::string type = node.value("type", "");
+  if (type == "Sequence") {
+    for (const json& p : node.at("pretokenizers")) parse_pre(p, pre, path);
+  } else if (type == "ByteLevel") {
+    if (node.value("add_prefix_space", false)) {
+      fail(path, "unsupported pre_tokenizer ByteLevel with add_prefix_space=true");
+    }
+    pre.byte_level = true;
+    if (node.value("use_regex", true)) pre.regexes.push_back(tok::gpt2_regex());
+  } else if (type == "Split") {
+    const json& pattern = node.at("pattern");
+    std::string regex;
+    if (pattern.contains("Regex")) {
+      regex = pattern.at("Regex").get<std::string>();
+    } else if (pattern.contains("String")) {
+      regex = quote_literal(pattern.at("String").get<std::string>());
+    } else {
+      fail(path, "Split pre_tokenizer has neither a Regex nor a String pattern");
+    }
+    const std::string behavior = node.value("behavior", "");
+    if (behavior != "Isolated" || node.value("invert", false)) {
+      fail(path, "unsupported Split pre_tokenizer behavior '" + behavior +
+                     "' (only Isolated, not inverted)");
+    }
+    pre.regexes.push_back(regex);
+  } else if (type == "Digits") {
+    pre.regexes.push_back(node.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
+  } else if (type == "Metaspace") {
+    if (node.value("replacement", std::string(kSpace)) != kSpace) {
+      fail(path, "unsupported Metaspace replacement (only U+2581)");
+    }
+    if (node.value("split", false)) fail(path, "unsupported Metaspace pre_tokenizer with split=true");
+    pre.metaspace = true;
+    if (node.contains("prepend_scheme")) {
+      pre.metaspace_prefix = node.at("prepend_scheme").get<std::string>() != "never";
+    } else {
+      pre.metaspace_prefix = node.value("add_prefix_space", true);
+    }
+  } else {
+    fail(path, "unsupported pre_tokenizer type '" + type + "'");
+  }
+}
+
+struct Norm {
+  bool escape_spaces = false;  // Replace " " -> "▁"
+  bool prepend_space = false;  // Prepend "▁"
+};
+
+void parse_normalizer(const json& node, Norm& norm, const std::string& path) {
+  if (node.is_null()) return;
+  const std::string type = node.value("type", "");
+  if (type == "Sequence") {
+    for (const json& n : node.at("normalizers")) parse_normalizer(n, norm, path);
+  } else if (type == "Prepend" && node.value("prepend", "") == kSpace) {
+    norm.prepend_space = true;
+  } else if (type == "Replace" && node.at("pattern").value("String", "") == " " &&
+             node.value("content", "") == kSpace) {
+    norm.escape_spaces = true;
+  } else if (type == "NFC") {
+    // Qwen 2 declares NFC. Implementing it is out of scope; text that is already NFC (nearly
+    // all real text) tokenizes identically without it.
+    std::fprintf(stderr, "mpq: warning: %s: NFC normalizer not applied (text assumed NFC)\n",
+                 path.c_str());
+  } else {
+    fail(path, "unsupported normalizer type '" + type + "'");
+  }
+}
+
+// Token text named by tokenizer_config.json: a string, {"content": ...} or null.
+std::string config_token(const json& config, const char* key) {
+  if (!config.contains(key) || config.at(key).is_null()) return "";
+  const json& v = config.at(key);
+  return v.is_string() ? v.get<std::string>() : v.value("content", "");
+}
+
+// BOS/EOS that the post-processor's TemplateProcessing puts around a single sequence (Llama 3
+// states add_bos this way rather than in tokenizer_config.json).
+void template_specials(const json& node, std::string& bos, std::string& eos) {
+  if (!node.is_object()) return;
+  const std::string type = node.value("type", "");
+  if (type == "Sequence") {
+    for (const json& p : node.value("processors", json::array())) template_specials(p, bos, eos);
+  } else if (type == "TemplateProcessing") {
+    bool seen_sequence = false;
+    for (const json& item : node.value("single", json::array())) {
+      if (item.contains("Sequence")) {
+        seen_sequence = true;
+      } else if (item.contains("SpecialToken")) {
+        (seen_sequence ? eos : bos) = item.at("SpecialToken").value("id", "");
+      }
+    }
+  }
+}
+
+TokenizerSpec spec_from_json(const json& root, const json& config, const std::string& path) {
+  TokenizerSpec spec;
+  const json& model = root.at("model");
+  const std::string model_type = model.value("type", "BPE");
+  if (model_type != "BPE") {
+    fail(path, "unsupported model type '" + model_type + "' (only BPE)");
+  }
+  if (!model.contains("vocab") || !model.at("vocab").is_object()) fail(path, "model.vocab missing");
+  if (!model.contains("merges") || !model.at("merges").is_array()) fail(path, "model.merges missing");
+
+  // Vocabulary and added tokens, by id.
+  std::map<int64_t, std::pair<std::string, TokenType>> by_id;
+  for (const auto& [text, id] : model.at("vocab").items()) {
+    by_id[id.get<int64_t>()] = {text, TokenType::Normal};
+  }
+  for (const json& added : root.value("added_tokens", json::array())) {
+    const int64_t id = added.at("id").get<int64_t>();
+    by_id[id] = {added.at("content").get<std::string>(),
+                 added.value("special", false) ? TokenType::Control : TokenType::UserDefined};
+  }
+  if (by_id.empty()) fail(path, "model.vocab is empty");
+  if (by_id.begin()->first != 0 || by_id.rbegin()->first != static_cast<int64_t>(by_id.size()) - 1) {
+    fail(path, "token ids are not 0.." + std::to_string(by_id.size() - 1) + " without gaps");
+  }
+  tok::TokenMap ids;
+  for (auto& [id, entry] : by_id) {
+    ids.emplace(entry.first, static_cast<int32_t>(id));
+    spec.tokens.push_back(entry.first);
+    spec.token_types.push_back(entry.second);
+  }
+  auto id_of = [&](const std::string& text) {
+    auto it = ids.find(text);
+    return it == ids.end() ? -1 : it->second;
+  };
+
+  for (const json& m : model.at("merges")) {
+    if (m.is_string()) {
+      spec.merges.push_back(m.get<std::string>());
+    } else if (m.is_array() && m.size() == 2) {
+      spec.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+    } else {
+      fail(path, "merge " + std::to_string(spec.merges.size()) + " is neither \"a b\" nor [a, b]");
+    }
+  }
+  if (model.contains("unk_token") && model.at("unk_token").is_string()) {
+    spec.unk_id = id_of(model.at("unk_token").get<std::string>());
+  }
+  spec.ignore_merges = model.value("ignore_merges", false);
+
+  Pre pre;
+  if (root.contains("pre_tokenizer") && !root.at("pre_tokenizer").is_null()) {
+    parse_pre(root.at("pre_tokenizer"), pre, path);
+  }
+  Norm norm;
+  if (root.contains("normalizer")) parse_normalizer(root.at("normalizer"), norm, path);
+
+  const bool spm = model.value("byte_fallback", false) || norm.escape_spaces || pre.metaspace;
+  if (spm) {
+    if (pre.byte_level || !pre.regexes.empty()) {
+      fail(path, "unsupported mix of SentencePiece-style BPE and a splitting pre_tokenizer");
+    }
+    spec.kind = TokenizerSpec::Kind::SentencePiece;
+    spec.add_space_prefix = norm.prepend_space || pre.metaspace_prefix;
+    // SentencePiece merges by token score; HF lists merges by rank instead. Its converter
+    // derives those ranks from the scores, so score = -rank of the first merge producing a token
+    // gives the same order. Tokens no merge produces are only ever single characters or added
+    // tokens, whose score never decides a merge; they get the lowest score.
+    spec.scores.assign(spec.tokens.size(), -1e30f);
+    for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
+      const std::string& m = spec.merges[rank];
+      const size_t sp = m.find(' ', 1);
+      const std::string what = "merge " + std::to_string(rank) + " '" + m + "'";
+      if (sp == std::string::npos) fail(path, what + " is not 'left right'");
+      const std::string left = m.substr(0, sp), right = m.substr(sp + 1);
+      for (const std::string& t : {left, right, left + right}) {
+        if (id_of(t) < 0) fail(path, what + " names unknown token '" + t + "'");
+      }
+      float& score = spec.scores[id_of(left + right)];
+      if (score == -1e30f) score = -static_cast<float>(rank);
+    }
+    spec.merges.clear();
+    for (size_t id = 0; id < spec.tokens.size(); ++id) {
+      const std::string& t = spec.tokens[id];
+      if (spec.token_types[id] == TokenType::Normal && t.size() == 6 && t.starts_with("<0x") &&
+          t[5] == '>') {
+        spec.token_types[id] = TokenType::Byte;
+      }
+    }
+    spec.pre_name = "tokenizer.json (SentencePiece BPE)";
+  } else if (pre.byte_level) {
+    spec.kind = TokenizerSpec::Kind::ByteLevelBpe;
+    spec.add_space_prefix = false;
+    spec.pre_regexes = pre.regexes;
+    spec.pre_name = "tokenizer.json (byte-level BPE)";
+  } else {
+    fail(path, "BPE model is neither byte-level (ByteLevel pre_tokenizer) nor SentencePiece-style "
+               "(byte_fallback / Metaspace)");
+  }
+  if (spec.unk_id >= 0) spec.token_types[spec.unk_id] = TokenType::Unknown;
+
+  // Special tokens and add_bos/add_eos: tokenizer_config.json first, then the post-processor,
+  // then the defaults of HF's LlamaTokenizer (BOS only) / GPT-2 (nothing).
+  std::string bos = config_token(config, "bos_token"), eos = config_token(config, "eos_token");
+  std::string tpl_bos, tpl_eos;
+  if (root.contains("post_processor")) template_specials(root.at("post_processor"), tpl_bos, tpl_eos);
+  if (bos.empty()) bos = !tpl_bos.empty() ? tpl_bos : (spm && id_of("<s>") >= 0 ? "<s>" : "");
+  if (eos.empty()) eos = !tpl_eos.empty() ? tpl_eos : (spm && id_of("</s>") >= 0 ? "</s>" : "");
+  for (auto [text, id, what] : {std::tuple{bos, &spec.bos_id, "bos_token"},
+                                std::tuple{eos, &spec.eos_id, "eos_token"},
+                                std::tuple{config_token(config, "pad_token"), &spec.pad_id, "pad_token"}}) {
+    if (text.empty()) continue;
+    *id = id_of(text);
+    if (*id < 0) fail(path, std::string(what) + " '" + text + "' is not a token");
+  }
+  if (config.contains("unk_token") && spec.unk_id < 0) spec.unk_id = id_of(config_token(config, "unk_token"));
+  if (config.contains("add_bos_token") && config.at("add_bos_token").is_boolean()) {
+    spec.add_bos = config.at("add_bos_token").get<bool>();
+  } else {
+    spec.add_bos = !tpl_bos.empty() || (spm && spec.bos_id >= 0);
+  }
+  if (config.contains("add_eos_token") && config.at("add_eos_token").is_boolean()) {
+    spec.add_eos = config.at("add_eos_token").get<bool>();
+  } else {
+    spec.add_eos = !tpl_eos.empty();
+  }
+  return spec;
+}
+
+}  // namespace
+
+TokenizerSpec tokenizer_spec_from_hf_json(const std::string& path) {
+  const json root = read_json(path);
+  const std::filesystem::path config_path =
+      std::filesystem::path(path).parent_path() / "tokenizer_config.json";
+  json config = json::object();
+  if (std::filesystem::exists(config_path)) config = read_json(config_path.string());
+  try {
+    if (!root.is_object() || !root.contains("model")) fail(path, "no \"model\" section");
+    return spec_from_json(root, config.is_object() ? config : json::object(), path);
+  } catch (const json::exception& e) {
+    fail(path, std::string("malformed tokenizer.json: ") + e.what());
+  }
+}
+
+}  // namespace mpq

@@ -1,0 +1,144 @@
+#include "model/config.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "mpq/error.h"
+
+namespace mpq {
+namespace {
+
+using nlohmann::json;
+
+// Architectures this build can run, and what each needs beyond the llama baseline.
+struct ArchRow {
+  const char* model_type;  // HF model_type / GGUF general.architecture
+  const char* family;      // the forward pass it runs on
+  bool qkv_bias;           // q/k/v projections carry biases
+  bool qk_norm;            // per-head RMSNorm on q and k
+};
+constexpr ArchRow kArchTable[] = {
+    {"llama", "llama", false, false},
+    {"mistral", "llama", false, false},
+    {"qwen2", "qwen2", true, false},
+    {"qwen3", "qwen3", false, true},
+};
+
+std::string supported_list() {
+  std::string s;
+  for (const auto& row : kArchTable) s += (s.empty() ? "" : ", ") + std::string(row.model_type);
+  return s;
+}
+
+int get_positive_int(const json& config, const char* key, const std::string& where) {
+  auto it = config.find(key);
+  if (it == config.end()) fail(where, std::string("config is missing field '") + key + "'");
+  if (!it->is_number_integer()) fail(where, std::string("config field '") + key + "' must be an integer");
+  long long v = it->get<long long>();
+  if (v <= 0 || v > (1LL << 30)) {
+    fail(where, std::string("config field '") + key + "' has invalid value " + std::to_string(v));
+  }
+  return static_cast<int>(v);
+}
+
+double get_number(const json& config, const char* key, double fallback, const std::string& where) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  if (!it->is_number()) fail(where, std::string("config field '") + key + "' must be a number");
+  return it->get<double>();
+}
+
+}  // namespace
+
+std::vector<float> llama3_rope_divisors(int head_dim, float theta, float factor,
+                                        float low_freq_factor, float high_freq_factor,
+                                        int original_max_position) {
+  // Following the Llama 3.1 recipe: long wavelengths (low frequencies) are slowed down by
+  // `factor`, short ones are kept, and the band in between is interpolated smoothly.
+  const double low_freq_wavelen = original_max_position / low_freq_factor;
+  const double high_freq_wavelen = original_max_position / high_freq_factor;
+  std::vector<float> divisors(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) {
+    const double freq = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+    const double wavelen = 2 * std::numbers::pi / freq;
+    double scaled;
+    if (wavelen < high_freq_wavelen) {
+      scaled = freq;
+    } else if (wavelen > low_freq_wavelen) {
+      scaled = freq / factor;
+    } else {
+      const double smooth = (original_max_position / wavelen - low_freq_factor) /
+                            (high_freq_factor - low_freq_factor);
+      scaled = (1 - smooth) * freq / factor + smooth * freq;
+    }
+    divisors[i] = static_cast<float>(freq / scaled);
+  }
+  return divisors;
+}
+
+ModelConfig model_config_from_hf(const json& config, const std::string& where) {
+  if (!config.is_object()) fail(where, "config is not a JSON object");
+  ModelConfig c;
+  auto type_it = config.find("model_type");
+  if (type_it == config.end() || !type_it->is_string()) fail(where, "config is missing field 'model_type'");
+  const std::string model_type = type_it->get<std::string>();
+  const ArchRow* arch = nullptr;
+  for (const auto& row : kArchTable) {
+    if (model_type == row.model_type) arch = &row;
+  }
+  if (arch == nullptr) {
+    fail(where, "unsupported architecture '" + model_type + "' (supported: " + supported_list() + ")");
+  }
+  c.arch = arch->family;
+  c.qkv_bias = arch->qkv_bias || config.value("attention_bias", false);
+  c.qk_norm = arch->qk_norm;
+  c.n_layers = get_positive_int(config, "num_hidden_layers", where);
+  c.dim = get_positive_int(config, "hidden_size", where);
+  c.ffn_dim = get_positive_int(config, "intermediate_size", where);
+  c.n_heads = get_positive_int(config, "num_attention_heads", where);
+  c.n_kv_heads = config.contains("num_key_value_heads") && !config["num_key_value_heads"].is_null()
+                     ? get_positive_int(config, "num_key_value_heads", where)
+                     : c.n_heads;
+  c.head_dim = config.contains("head_dim") && !config["head_dim"].is_null()
+                   ? get_positive_int(config, "head_dim", where)
+                   : c.dim / c.n_heads;
+  c.vocab_size = get_positive_int(config, "vocab_size", where);
+  c.max_context = config.contains("max_position_embeddings")
+                      ? get_positive_int(config, "max_position_embeddings", where)
+                      : 4096;
+  c.rms_eps = static_cast<float>(get_number(config, "rms_norm_eps", 1e-6, where));
+  c.rope_theta = static_cast<float>(get_number(config, "rope_theta", 10000.0, where));
+  c.tied_embeddings = config.value("tie_word_embeddings", false);
+  if (c.n_heads % c.n_kv_heads != 0) {
+    fail(where, "num_attention_heads (" + std::to_string(c.n_heads) +
+                    ") is not a multiple of num_key_value_heads (" + std::to_string(c.n_kv_heads) + ")");
+  }
+  if (c.head_dim % 2 != 0) fail(where, "head_dim must be even for RoPE");
+  if (!config.contains("head_dim") && c.dim % c.n_heads != 0) {
+    fail(where, "hidden_size is not a multiple of num_attention_heads");
+  }
+  if (!(c.rms_eps > 0) || !(c.rope_theta > 0)) fail(where, "rms_norm_eps and rope_theta must be positive");
+  auto hidden_act = config.value("hidden_act", std::string("silu"));
+  if (hidden_act != "silu") fail(where, "unsupported hidden_act '" + hidden_act + "' (expected silu)");
+
+  auto scaling_it = config.find("rope_scaling");
+  if (scaling_it != config.end() && !scaling_it->is_null()) {
+    const json& s = *scaling_it;
+    std::string type = s.value("rope_type", s.value("type", std::string("")));
+    const double factor = get_number(s, "factor", 1.0, where);
+    if (type == "llama3") {
+      c.rope_freq_divisors = llama3_rope_divisors(
+          c.head_dim, c.rope_theta, static_cast<float>(factor),
+          static_cast<float>(get_number(s, "low_freq_factor", 1.0, where)),
+          static_cast<float>(get_number(s, "high_freq_factor", 4.0, where)),
+          static_cast<int>(get_number(s, "original_max_position_embeddings", 8192, where)));
+    } else if (type == "linear") {
+      c.rope_linear_factor = static_cast<float>(factor);
+    } else if (type != "default" && !type.empty()) {
+      fail(where, "unsupported rope_scaling type '" + type + "' (supported: llama3, linear)");
+    }
+  }
+  return c;
+}
+
+}  // namespace mpq

@@ -1,0 +1,234 @@
+// The fp32 forward pass of the Llama-family decoder, for a batch of sequences that each append
+// new tokens to their own KV cache. Linear layers of all sequences run as one matrix product;
+// attention runs per sequence and per KV head as two sgemm calls (scores, then values).
+//
+// Activations are row-major [n_tokens, width] buffers; token t of the batch is row t, where the
+// sequences' new tokens are concatenated in batch order.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "mpq/error.h"
+#include "mpq/model.h"
+
+namespace mpq {
+namespace {
+
+// y[t] = x[t] / rms(x[t]) * weight, for each of n rows of width `width`.
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, int64_t width, float eps) {
+#pragma omp parallel for if (n > 8)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* row = x + t * width;
+    double sum_sq = 0;
+    for (int64_t i = 0; i < width; ++i) sum_sq += static_cast<double>(row[i]) * row[i];
+    const float scale = static_cast<float>(1.0 / std::sqrt(sum_sq / width + eps));
+    float* out = y + t * width;
+    for (int64_t i = 0; i < width; ++i) out[i] = row[i] * scale * weight[i];
+  }
+}
+
+// Rotate-half RoPE (Hugging Face / NEOX order) on the heads of each row: within a head of size
+// hd, element i pairs with element i + hd/2. cos/sin are [n_tokens, hd/2].
+void apply_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, const float* cos_table,
+                const float* sin_table) {
+  const int half = head_dim / 2;
+#pragma omp parallel for if (n_tokens > 8)
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* c = cos_table + t * half;
+    const float* s = sin_table + t * half;
+    for (int h = 0; h < n_heads; ++h) {
+      float* head = x + (t * n_heads + h) * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float a = head[i];
+        const float b = head[i + half];
+        head[i] = a * c[i] - b * s[i];
+        head[i + half] = a * s[i] + b * c[i];
+      }
+    }
+  }
+}
+
+void add_bias(float* y, const std::vector<float>& bias, int64_t n_tokens) {
+  if (bias.empty()) return;
+  const int64_t width = static_cast<int64_t>(bias.size());
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t i = 0; i < width; ++i) y[t * width + i] += bias[i];
+  }
+}
+
+void run_linear(const Linear& linear, const float* x, int64_t n_tokens, float* y) {
+  linear.weights->forward(x, n_tokens, y);
+  add_bias(y, linear.bias, n_tokens);
+}
+
+// Causal attention of one sequence's new tokens against its cache (which already holds their
+// keys/values). q and out are [n_new, q_dim] with row stride q_dim; the cache rows have stride
+// kv_dim. Heads sharing a KV head (GQA) read the same cache columns.
+void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
+            const float* v_cache, float* out, std::vector<float>& scores) {
+  const int hd = c.head_dim;
+  const int n_keys = n_past + static_cast<int>(n_new);
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  scores.resize(static_cast<size_t>(n_new) * n_keys);
+  for (int h = 0; h < c.n_heads; ++h) {
+    const int kv = h / group;
+    // scores[i, j] = scale * q_i · k_j
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_new, n_keys, hd, scale, q + h * hd,
+                c.q_dim(), k_cache + kv * hd, c.kv_dim(), 0.f, scores.data(), n_keys);
+    // Causal softmax: query i sits at position n_past + i and sees keys 0..n_past + i.
+#pragma omp parallel for if (n_new > 16)
+    for (int64_t i = 0; i < n_new; ++i) {
+      float* row = scores.data() + i * n_keys;
+      const int visible = n_past + static_cast<int>(i) + 1;
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int j = 0; j < visible; ++j) max_score = std::max(max_score, row[j]);
+      double sum = 0;
+      for (int j = 0; j < visible; ++j) {
+        row[j] = std::exp(row[j] - max_score);
+        sum += row[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int j = 0; j < visible; ++j) row[j] *= inv;
+      for (int j = visible; j < n_keys; ++j) row[j] = 0.f;
+    }
+    // out_h = P · V_kv
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_new, hd, n_keys, 1.f, scores.data(),
+                n_keys, v_cache + kv * hd, c.kv_dim(), 0.f, out + h * hd, c.q_dim());
+  }
+}
+
+}  // namespace
+
+std::vector<float> Model::forward(std::span<const SequenceInput> batch,
+                                  std::span<const int> output_rows, ForwardHooks* hooks) {
+  const ModelConfig& c = config;
+  // Lay out the batch: where each sequence's tokens start, and every token's position.
+  int64_t n_tokens = 0;
+  for (const SequenceInput& seq : batch) {
+    if (seq.cache == nullptr || seq.n_tokens < 0) fail("forward", "invalid batch entry");
+    if (seq.cache->n_past + seq.n_tokens > seq.cache->capacity) {
+      fail("forward", "KV cache too small: " + std::to_string(seq.cache->n_past + seq.n_tokens) +
+                          " positions needed, capacity " + std::to_string(seq.cache->capacity));
+    }
+    n_tokens += seq.n_tokens;
+  }
+  for (int row : output_rows) {
+    if (row < 0 || row >= n_tokens) fail("forward", "output row out of range");
+  }
+  const int half = c.head_dim / 2;
+  std::vector<float> x(n_tokens * c.dim);
+  std::vector<float> cos_table(n_tokens * half), sin_table(n_tokens * half);
+  std::vector<double> inv_freq(half);
+  for (int i = 0; i < half; ++i) {
+    inv_freq[i] = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.head_dim);
+    if (!c.rope_freq_divisors.empty()) inv_freq[i] /= c.rope_freq_divisors[i];
+  }
+  {
+    int64_t t = 0;
+    for (const SequenceInput& seq : batch) {
+      for (int i = 0; i < seq.n_tokens; ++i, ++t) {
+        const int32_t token = seq.tokens[i];
+        if (token < 0 || token >= c.vocab_size) {
+          fail("forward", "token id " + std::to_string(token) + " out of range [0, " +
+                              std::to_string(c.vocab_size) + ")");
+        }
+        std::copy_n(embedding->data() + static_cast<int64_t>(token) * c.dim, c.dim, &x[t * c.dim]);
+        const double pos = (seq.cache->n_past + i) / static_cast<double>(c.rope_linear_factor);
+        for (int f = 0; f < half; ++f) {
+          cos_table[t * half + f] = static_cast<float>(std::cos(pos * inv_freq[f]));
+          sin_table[t * half + f] = static_cast<float>(std::sin(pos * inv_freq[f]));
+        }
+      }
+    }
+  }
+
+  std::vector<float> xn(n_tokens * c.dim), q(n_tokens * c.q_dim()), k(n_tokens * c.kv_dim()),
+      v(n_tokens * c.kv_dim()), att(n_tokens * c.q_dim()), proj(n_tokens * c.dim),
+      gate(n_tokens * c.ffn_dim), up(n_tokens * c.ffn_dim), scores;
+  auto hook = [&](int layer, LinearKind kind, const float* input, int64_t width) {
+    if (hooks != nullptr) hooks->on_linear_input(layer, kind, input, n_tokens, width);
+  };
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const DecoderLayer& layer = layers[l];
+    // --- attention block
+    rms_norm(x.data(), layer.attn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
+    for (LinearKind kind : {LinearKind::Q, LinearKind::K, LinearKind::V}) hook(l, kind, xn.data(), c.dim);
+    run_linear(layer.at(LinearKind::Q), xn.data(), n_tokens, q.data());
+    run_linear(layer.at(LinearKind::K), xn.data(), n_tokens, k.data());
+    run_linear(layer.at(LinearKind::V), xn.data(), n_tokens, v.data());
+    if (c.qk_norm) {
+      rms_norm(q.data(), layer.q_norm.data(), q.data(), n_tokens * c.n_heads, c.head_dim, c.rms_eps);
+      rms_norm(k.data(), layer.k_norm.data(), k.data(), n_tokens * c.n_kv_heads, c.head_dim, c.rms_eps);
+    }
+    apply_rope(q.data(), n_tokens, c.n_heads, c.head_dim, cos_table.data(), sin_table.data());
+    apply_rope(k.data(), n_tokens, c.n_kv_heads, c.head_dim, cos_table.data(), sin_table.data());
+    int64_t start = 0;
+    for (const SequenceInput& seq : batch) {
+      KVCache& cache = *seq.cache;
+      const size_t row0 = static_cast<size_t>(cache.n_past) * c.kv_dim();
+      std::copy_n(&k[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.k[l][row0]);
+      std::copy_n(&v[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.v[l][row0]);
+      attend(c, &q[start * c.q_dim()], seq.n_tokens, cache.n_past, cache.k[l].data(),
+             cache.v[l].data(), &att[start * c.q_dim()], scores);
+      start += seq.n_tokens;
+    }
+    hook(l, LinearKind::O, att.data(), c.q_dim());
+    run_linear(layer.at(LinearKind::O), att.data(), n_tokens, proj.data());
+    for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
+
+    // --- SwiGLU MLP
+    rms_norm(x.data(), layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
+    for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(l, kind, xn.data(), c.dim);
+    run_linear(layer.at(LinearKind::Gate), xn.data(), n_tokens, gate.data());
+    run_linear(layer.at(LinearKind::Up), xn.data(), n_tokens, up.data());
+#pragma omp parallel for if (n_tokens > 8)
+    for (int64_t i = 0; i < n_tokens * c.ffn_dim; ++i) {
+      const float g = gate[i];
+      gate[i] = g / (1.f + std::exp(-g)) * up[i];
+    }
+    hook(l, LinearKind::Down, gate.data(), c.ffn_dim);
+    run_linear(layer.at(LinearKind::Down), gate.data(), n_tokens, proj.data());
+    for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
+  }
+  for (const SequenceInput& seq : batch) seq.cache->n_past += seq.n_tokens;
+
+  // --- output head, only for the rows asked for
+  const int64_t n_out = static_cast<int64_t>(output_rows.size());
+  std::vector<float> selected(n_out * c.dim);
+  for (int64_t r = 0; r < n_out; ++r) {
+    std::copy_n(&x[static_cast<int64_t>(output_rows[r]) * c.dim], c.dim, &selected[r * c.dim]);
+  }
+  rms_norm(selected.data(), final_norm.data(), selected.data(), n_out, c.dim, c.rms_eps);
+  std::vector<float> logits(n_out * c.vocab_size);
+  if (n_out > 0) run_linear(lm_head, selected.data(), n_out, logits.data());
+  return logits;
+}
+
+std::vector<float> Model::forward_all(std::span<const int32_t> tokens, KVCache& cache,
+                                      ForwardHooks* hooks) {
+  SequenceInput seq{tokens.data(), static_cast<int>(tokens.size()), &cache};
+  std::vector<int> rows(tokens.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int>(i);
+  return forward(std::span(&seq, 1), rows, hooks);
+}
+
+std::vector<float> Model::forward_last(std::span<const int32_t> tokens, KVCache& cache) {
+  if (tokens.empty()) fail("forward", "no tokens");
+  SequenceInput seq{tokens.data(), static_cast<int>(tokens.size()), &cache};
+  const int last = static_cast<int>(tokens.size()) - 1;
+  return forward(std::span(&seq, 1), std::span(&last, 1));
+}
+
+KVCache Model::make_cache(int capacity) const {
+  KVCache cache;
+  cache.capacity = capacity;
+  cache.k.assign(config.n_layers, std::vector<float>(static_cast<size_t>(capacity) * config.kv_dim()));
+  cache.v.assign(config.n_layers, std::vector<float>(static_cast<size_t>(capacity) * config.kv_dim()));
+  return cache;
+}
+
+}  // namespace mpq

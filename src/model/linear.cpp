@@ -1,0 +1,47 @@
+#include <cblas.h>
+
+#include "mpq/model.h"
+
+namespace mpq {
+
+const char* linear_kind_name(LinearKind kind) {
+  static constexpr const char* kNames[kLinearKinds] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                       "gate_proj", "up_proj", "down_proj"};
+  return kNames[static_cast<int>(kind)];
+}
+
+namespace {
+
+// fp32 weights, row-major [out, in]; products through OpenBLAS (multithreaded by OpenBLAS).
+class DenseF32Weights final : public LinearWeights {
+ public:
+  DenseF32Weights(std::shared_ptr<const std::vector<float>> w, int64_t out, int64_t in)
+      : w_(std::move(w)), out_(out), in_(in) {}
+  int64_t out_features() const override { return out_; }
+  int64_t in_features() const override { return in_; }
+  void forward(const float* x, int64_t n_tokens, float* y) const override {
+    if (n_tokens == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, out_, in_, 1.f, w_->data(), in_, x, 1, 0.f, y, 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, out_, in_, 1.f, x, in_,
+                  w_->data(), in_, 0.f, y, out_);
+    }
+  }
+  void to_f32(float* dst) const override { std::copy(w_->begin(), w_->end(), dst); }
+  std::string format_name() const override { return "f32"; }
+  uint64_t storage_bytes() const override { return w_->size() * sizeof(float); }
+
+ private:
+  std::shared_ptr<const std::vector<float>> w_;  // [out_ * in_]
+  int64_t out_;
+  int64_t in_;
+};
+
+}  // namespace
+
+std::unique_ptr<LinearWeights> make_dense_f32_weights(std::shared_ptr<const std::vector<float>> w,
+                                                      int64_t out_features, int64_t in_features) {
+  return std::make_unique<DenseF32Weights>(std::move(w), out_features, in_features);
+}
+
+}  // namespace mpq

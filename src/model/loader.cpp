@@ -1,0 +1,163 @@
+// Checkpoint -> Model: find every tensor the architecture needs under its Hugging Face name,
+// check its shape, decode it to fp32, and undo the interleaved RoPE row order where the file
+// uses it.
+#include <sstream>
+
+#include "io/checkpoint.h"
+#include "model/config.h"
+#include "mpq/error.h"
+#include "mpq/model.h"
+#include "mpq/tokenizer.h"
+
+namespace mpq {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
+class TensorReader {
+ public:
+  explicit TensorReader(const Checkpoint& ck) : ck_(ck) {}
+
+  bool has(const std::string& name) const { return ck_.tensors.count(name) != 0; }
+
+  // The tensor decoded to fp32; its shape must equal `shape` (a 1-D tensor of n values also
+  // matches {n}).
+  std::vector<float> read(const std::string& name, const std::vector<int64_t>& shape) const {
+    auto it = ck_.tensors.find(name);
+    if (it == ck_.tensors.end()) fail(ck_.path, "missing tensor '" + name + "'");
+    const TensorRecord& record = it->second;
+    if (record.shape != shape) {
+      fail(record.file, "tensor '" + name + "' has shape " + shape_str(record.shape) +
+                            ", expected " + shape_str(shape));
+    }
+    if (!dtype_traits(record.dtype).is_float_input) {
+      fail(record.file, "tensor '" + name + "' has type " + dtype_name(record.dtype) +
+                            ", which cannot hold weights");
+    }
+    std::vector<float> out(record.numel());
+    dequantize_to_f32(record.dtype, record.data, out.data(), record.numel(),
+                      record.file + ": tensor '" + name + "'");
+    return out;
+  }
+
+ private:
+  const Checkpoint& ck_;
+};
+
+// Interleaved RoPE rows (pairs 2j, 2j+1 rotate together) -> rotate-half rows (j, j + hd/2).
+// Within each head: new row i*hd/2 + j takes old row 2*j + i.
+std::vector<float> deinterleave_rope_rows(const std::vector<float>& w, int n_heads, int head_dim,
+                                          int64_t cols) {
+  std::vector<float> out(w.size());
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    for (int i = 0; i < 2; ++i) {
+      for (int j = 0; j < half; ++j) {
+        const int64_t dst = static_cast<int64_t>(h) * head_dim + i * half + j;
+        const int64_t src = static_cast<int64_t>(h) * head_dim + 2 * j + i;
+        std::copy_n(&w[src * cols], cols, &out[dst * cols]);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Model::Model() = default;
+Model::~Model() = default;
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+
+int64_t Model::parameter_count() const {
+  int64_t n = static_cast<int64_t>(embedding->size()) + static_cast<int64_t>(final_norm.size());
+  for (const DecoderLayer& layer : layers) {
+    n += layer.attn_norm.size() + layer.ffn_norm.size() + layer.q_norm.size() + layer.k_norm.size();
+    for (const Linear& linear : layer.linear) {
+      n += linear.weights->out_features() * linear.weights->in_features() + linear.bias.size();
+    }
+  }
+  if (!config.tied_embeddings) n += lm_head.weights->out_features() * lm_head.weights->in_features();
+  return n;
+}
+
+Model load_model(const std::string& path, const LoadOptions& options) {
+  Checkpoint ck = open_checkpoint(path);
+  Model model;
+  model.config = model_config_from_hf(ck.config, ck.layout == "hf" ? path + "/config.json" : path);
+  ModelConfig& c = model.config;
+  model.source_path = path;
+  model.source_layout = ck.layout;
+  for (const auto& [name, record] : ck.tensors) {
+    model.source_tensors.push_back({name, dtype_name(record.dtype), record.shape});
+  }
+  TensorReader reader(ck);
+
+  model.embedding = std::make_shared<const std::vector<float>>(
+      reader.read("model.embed_tokens.weight", {c.vocab_size, c.dim}));
+  model.final_norm = reader.read("model.norm.weight", {c.dim});
+  if (reader.has("model.rope_freqs")) {
+    // GGUF Llama-3 models carry their frequency divisors as a tensor.
+    auto divisors = reader.read("model.rope_freqs", {c.head_dim / 2});
+    c.rope_freq_divisors = divisors;
+  }
+
+  // Output dimension of each Linear kind, and its input dimension.
+  const int64_t out_dims[kLinearKinds] = {c.q_dim(), c.kv_dim(), c.kv_dim(), c.dim,
+                                          c.ffn_dim, c.ffn_dim, c.dim};
+  const int64_t in_dims[kLinearKinds] = {c.dim, c.dim, c.dim, c.q_dim(), c.dim, c.dim, c.ffn_dim};
+  const char* const prefixes[kLinearKinds] = {"self_attn.", "self_attn.", "self_attn.", "self_attn.",
+                                              "mlp.",       "mlp.",       "mlp."};
+  model.layers.resize(c.n_layers);
+  for (int l = 0; l < c.n_layers; ++l) {
+    DecoderLayer& layer = model.layers[l];
+    const std::string base = "model.layers." + std::to_string(l) + ".";
+    layer.attn_norm = reader.read(base + "input_layernorm.weight", {c.dim});
+    layer.ffn_norm = reader.read(base + "post_attention_layernorm.weight", {c.dim});
+    if (c.qk_norm) {
+      layer.q_norm = reader.read(base + "self_attn.q_norm.weight", {c.head_dim});
+      layer.k_norm = reader.read(base + "self_attn.k_norm.weight", {c.head_dim});
+    }
+    for (int kind = 0; kind < kLinearKinds; ++kind) {
+      Linear& linear = layer.linear[kind];
+      linear.name = base + prefixes[kind] + linear_kind_name(static_cast<LinearKind>(kind));
+      std::vector<float> w = reader.read(linear.name + ".weight", {out_dims[kind], in_dims[kind]});
+      const bool is_q = kind == static_cast<int>(LinearKind::Q);
+      const bool is_k = kind == static_cast<int>(LinearKind::K);
+      if (ck.qk_rope_interleaved && (is_q || is_k)) {
+        w = deinterleave_rope_rows(w, is_q ? c.n_heads : c.n_kv_heads, c.head_dim, in_dims[kind]);
+      }
+      const bool has_bias = c.qkv_bias && kind <= static_cast<int>(LinearKind::V);
+      if (has_bias) {
+        linear.bias = reader.read(linear.name + ".bias", {out_dims[kind]});
+        if (ck.qk_rope_interleaved && (is_q || is_k)) {
+          linear.bias = deinterleave_rope_rows(linear.bias, is_q ? c.n_heads : c.n_kv_heads,
+                                               c.head_dim, 1);
+        }
+      }
+      linear.weights = make_dense_f32_weights(
+          std::make_shared<const std::vector<float>>(std::move(w)), out_dims[kind], in_dims[kind]);
+    }
+  }
+  model.lm_head.name = "lm_head";
+  if (c.tied_embeddings && !reader.has("lm_head.weight")) {
+    model.lm_head.weights = make_dense_f32_weights(model.embedding, c.vocab_size, c.dim);
+  } else {
+    c.tied_embeddings = false;
+    model.lm_head.weights = make_dense_f32_weights(
+        std::make_shared<const std::vector<float>>(reader.read("lm_head.weight", {c.vocab_size, c.dim})),
+        c.vocab_size, c.dim);
+  }
+  if (options.need_tokenizer || !options.tokenizer_path.empty()) {
+    model.tokenizer = load_tokenizer(path, options.tokenizer_path);
+  }
+  return model;
+}
+
+}  // namespace mpq

@@ -1,0 +1,47 @@
+#include "common.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "mpq/error.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace mpq::cli {
+
+void add_model_args(CLI::App& app, ModelArgs& args) {
+  app.add_option("model", args.path, "GGUF file, Hugging Face directory or llama2.c checkpoint")
+      ->required();
+  app.add_option("--tokenizer", args.tokenizer_path, "tokenizer file (llama2.c checkpoints)");
+  app.add_option("--threads", args.threads, "worker threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+Model load_model_from_args(const ModelArgs& args, bool need_tokenizer) {
+  if (args.threads > 0) {
+    omp_set_num_threads(args.threads);
+    openblas_set_num_threads(args.threads);
+  }
+  LoadOptions options;
+  options.tokenizer_path = args.tokenizer_path;
+  options.need_tokenizer = need_tokenizer;
+  return load_model(args.path, options);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open text file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) fail(path, "read error");
+  return ss.str();
+}
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+}  // namespace mpq::cli
