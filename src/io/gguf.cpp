@@ -215,6 +215,61 @@ GgufValue read_value(Reader& r, GgufType type, const std::string& where,
   return v;
 }
 
+// Reads and checks one tensor info: name, dims (returned outermost first), type and size, and
+// the offset into the data section (checked for alignment only; the caller checks the bounds).
+TensorRecord read_tensor_info(Reader& r, const std::string& path, uint64_t alignment,
+                              uint64_t& offset) {
+  TensorRecord t;
+  t.name = r.string("tensor info");
+  t.file = path;
+  const std::string where = "tensor " + quoted(t.name);
+  const auto n_dims = r.read<uint32_t>(where.c_str());
+  if (n_dims == 0 || n_dims > kMaxDims) {
+    fail(path, where + ": n_dims " + std::to_string(n_dims) + " is out of range (1.." +
+                   std::to_string(kMaxDims) + ")");
+  }
+  std::vector<int64_t> ne(n_dims);  // innermost first, as stored
+  int64_t numel = 1;
+  for (uint32_t d = 0; d < n_dims; ++d) {
+    const auto dim = r.read<uint64_t>(where.c_str());
+    if (dim == 0) fail(path, where + ": dimension " + std::to_string(d) + " is 0");
+    if (dim > static_cast<uint64_t>(kInt64Max)) {
+      fail(path, where + ": dimension " + std::to_string(d) + " is negative (" +
+                     std::to_string(static_cast<int64_t>(dim)) + ")");
+    }
+    ne[d] = static_cast<int64_t>(dim);
+    if (__builtin_mul_overflow(numel, ne[d], &numel)) {
+      fail(path, where + ": element count overflows int64");
+    }
+  }
+  const auto ggml_type = r.read<uint32_t>(where.c_str());
+  const std::optional<DType> dtype = dtype_from_ggml(ggml_type);
+  if (!dtype) {
+    if (const GgmlTypeRow* row = find_ggml_type(ggml_type)) {
+      fail(path, where + ": ggml type " + std::to_string(ggml_type) + " (" + row->name +
+                     ") is not supported");
+    }
+    fail(path, where + ": unknown ggml type " + std::to_string(ggml_type));
+  }
+  t.dtype = *dtype;
+  offset = r.read<uint64_t>(where.c_str());
+
+  const DTypeTraits& traits = dtype_traits(t.dtype);
+  if (ne[0] % traits.block_size != 0) {
+    fail(path, where + ": row length " + std::to_string(ne[0]) + " is not a multiple of the " +
+                   traits.name + " block size " + std::to_string(traits.block_size));
+  }
+  const std::optional<uint64_t> nbytes = dtype_nbytes(t.dtype, numel);
+  if (!nbytes) fail(path, where + ": byte size overflows int64");
+  t.nbytes = *nbytes;
+  if (offset % alignment != 0) {
+    fail(path, where + ": offset " + std::to_string(offset) + " is not aligned to " +
+                   std::to_string(alignment));
+  }
+  t.shape.assign(ne.rbegin(), ne.rend());
+  return t;
+}
+
 // The value as an int64 when it is an integer that fits.
 std::optional<int64_t> as_int(const GgufValue& v) {
   if (auto* u = std::get_if<uint64_t>(&v.value)) {
@@ -291,56 +346,9 @@ GgufFile::GgufFile(const std::string& path) : file_(path) {
   std::vector<uint64_t> offsets;  // per tensor, relative to the data section
   tensors_.reserve(n_tensors);
   for (uint64_t i = 0; i < n_tensors; ++i) {
-    TensorRecord t;
-    t.name = r.string("tensor info " + std::to_string(i));
-    t.file = path;
-    const std::string where = "tensor " + quoted(t.name);
-    const auto n_dims = r.read<uint32_t>(where.c_str());
-    if (n_dims == 0 || n_dims > kMaxDims) {
-      fail(path, where + ": n_dims " + std::to_string(n_dims) + " is out of range (1.." +
-                     std::to_string(kMaxDims) + ")");
-    }
-    std::vector<int64_t> ne(n_dims);  // innermost first, as stored
-    int64_t numel = 1;
-    for (uint32_t d = 0; d < n_dims; ++d) {
-      const auto dim = r.read<uint64_t>(where.c_str());
-      if (dim == 0) fail(path, where + ": dimension " + std::to_string(d) + " is 0");
-      if (dim > static_cast<uint64_t>(kInt64Max)) {
-        fail(path, where + ": dimension " + std::to_string(d) + " is negative (" +
-                       std::to_string(static_cast<int64_t>(dim)) + ")");
-      }
-      ne[d] = static_cast<int64_t>(dim);
-      if (__builtin_mul_overflow(numel, ne[d], &numel)) {
-        fail(path, where + ": element count overflows int64");
-      }
-    }
-    const auto ggml_type = r.read<uint32_t>(where.c_str());
-    const std::optional<DType> dtype = dtype_from_ggml(ggml_type);
-    if (!dtype) {
-      const GgmlTypeRow* row = find_ggml_type(ggml_type);
-      if (row) {
-        fail(path, where + ": ggml type " + std::to_string(ggml_type) + " (" + row->name +
-                       ") is not supported");
-      }
-      fail(path, where + ": unknown ggml type " + std::to_string(ggml_type));
-    }
-    t.dtype = *dtype;
-    const auto offset = r.read<uint64_t>(where.c_str());
-
-    const DTypeTraits& traits = dtype_traits(t.dtype);
-    if (ne[0] % traits.block_size != 0) {
-      fail(path, where + ": row length " + std::to_string(ne[0]) + " is not a multiple of the " +
-                     traits.name + " block size " + std::to_string(traits.block_size));
-    }
-    const std::optional<uint64_t> nbytes = dtype_nbytes(t.dtype, numel);
-    if (!nbytes) fail(path, where + ": byte size overflows int64");
-    t.nbytes = *nbytes;
-    if (offset % alignment_ != 0) {
-      fail(path, where + ": offset " + std::to_string(offset) + " is not aligned to " +
-                     std::to_string(alignment_));
-    }
+    uint64_t offset = 0;
+    TensorRecord t = read_tensor_info(r, path, alignment_, offset);
     if (tensor_index_.count(t.name)) fail(path, "duplicate tensor name " + quoted(t.name));
-    t.shape.assign(ne.rbegin(), ne.rend());
     tensor_index_.emplace(t.name, tensors_.size());
     tensors_.push_back(std::move(t));
     offsets.push_back(offset);
@@ -511,51 +519,49 @@ void put_integer(ByteSink& out, GgufType t, uint64_t bits, bool from_unsigned,
   if (!ok) fail(path, "key " + quoted(key) + ": value out of range for " + type_name(t));
 }
 
+// The alternative of `v.value` that the declared type needs; fails when the caller stored another.
+template <typename T>
+const T& held(const GgufValue& v, const std::string& path, const std::string& where) {
+  if (const T* p = std::get_if<T>(&v.value)) return *p;
+  fail(path, where + ": the C++ value does not match the declared type " + type_name(v.type));
+}
+
 void put_value(ByteSink& out, const GgufValue& v, const std::string& path, const std::string& key) {
   const std::string where = "key " + quoted(key);
-  auto mismatch = [&]() {
-    fail(path, where + ": the C++ value does not match the declared type " + type_name(v.type));
-  };
   out.put<uint32_t>(static_cast<uint32_t>(v.type));
   if (is_integer(v.type)) {
-    if (auto* u = std::get_if<uint64_t>(&v.value)) put_integer(out, v.type, *u, true, path, key);
-    else if (auto* s = std::get_if<int64_t>(&v.value))
-      put_integer(out, v.type, static_cast<uint64_t>(*s), false, path, key);
-    else mismatch();
-  } else if (is_float(v.type)) {
-    auto* d = std::get_if<double>(&v.value);
-    if (!d) mismatch();
-    if (v.type == GgufType::FLOAT32) out.put<float>(static_cast<float>(*d));
-    else out.put<double>(*d);
+    if (auto* u = std::get_if<uint64_t>(&v.value)) {
+      put_integer(out, v.type, *u, true, path, key);
+    } else {
+      const int64_t s = held<int64_t>(v, path, where);
+      put_integer(out, v.type, static_cast<uint64_t>(s), false, path, key);
+    }
+  } else if (v.type == GgufType::FLOAT32) {
+    out.put<float>(static_cast<float>(held<double>(v, path, where)));
+  } else if (v.type == GgufType::FLOAT64) {
+    out.put<double>(held<double>(v, path, where));
   } else if (v.type == GgufType::BOOL) {
-    auto* b = std::get_if<bool>(&v.value);
-    if (!b) mismatch();
-    out.put<uint8_t>(*b ? 1 : 0);
+    out.put<uint8_t>(held<bool>(v, path, where) ? 1 : 0);
   } else if (v.type == GgufType::STRING) {
-    auto* s = std::get_if<std::string>(&v.value);
-    if (!s) mismatch();
-    out.put_string(*s);
+    out.put_string(held<std::string>(v, path, where));
   } else if (v.type == GgufType::ARRAY) {
     const GgufType et = v.array_type;
     out.put<uint32_t>(static_cast<uint32_t>(et));
     if (et == GgufType::STRING) {
-      auto* items = std::get_if<std::vector<std::string>>(&v.value);
-      if (!items) mismatch();
-      out.put<uint64_t>(items->size());
-      for (const std::string& s : *items) out.put_string(s);
+      const auto& items = held<std::vector<std::string>>(v, path, where);
+      out.put<uint64_t>(items.size());
+      for (const std::string& s : items) out.put_string(s);
     } else if (is_float(et)) {
-      auto* items = std::get_if<std::vector<double>>(&v.value);
-      if (!items) mismatch();
-      out.put<uint64_t>(items->size());
-      for (double d : *items) {
+      const auto& items = held<std::vector<double>>(v, path, where);
+      out.put<uint64_t>(items.size());
+      for (double d : items) {
         if (et == GgufType::FLOAT32) out.put<float>(static_cast<float>(d));
         else out.put<double>(d);
       }
     } else if (is_integer(et) || et == GgufType::BOOL) {
-      auto* items = std::get_if<std::vector<int64_t>>(&v.value);
-      if (!items) mismatch();
-      out.put<uint64_t>(items->size());
-      for (int64_t x : *items) put_integer(out, et, static_cast<uint64_t>(x), false, path, key);
+      const auto& items = held<std::vector<int64_t>>(v, path, where);
+      out.put<uint64_t>(items.size());
+      for (int64_t x : items) put_integer(out, et, static_cast<uint64_t>(x), false, path, key);
     } else {
       fail(path, where + ": nested arrays (arrays of arrays) are not supported");
     }

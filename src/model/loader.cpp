@@ -149,10 +149,12 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   if (c.tied_embeddings && !reader.has("lm_head.weight")) {
     model.lm_head.weights = make_dense_f32_weights(model.embedding, c.vocab_size, c.dim);
   } else {
-    c.tied_embeddings = false;
-    model.lm_head.weights = make_dense_f32_weights(
-        std::make_shared<const std::vector<float>>(reader.read("lm_head.weight", {c.vocab_size, c.dim})),
-        c.vocab_size, c.dim);
+    auto head = std::make_shared<const std::vector<float>>(reader.read("lm_head.weight", {c.vocab_size, c.dim}));
+    // Some converters store a tied head as a second copy (stories260K's GGUF does): share the
+    // embedding instead, so every layout of one model has the same parameters and memory.
+    c.tied_embeddings = *head == *model.embedding;
+    model.lm_head.weights =
+        make_dense_f32_weights(c.tied_embeddings ? model.embedding : head, c.vocab_size, c.dim);
   }
   if (options.need_tokenizer || !options.tokenizer_path.empty()) {
     model.tokenizer = load_tokenizer(path, options.tokenizer_path);
