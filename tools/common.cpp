@@ -1,6 +1,5 @@
 #include "common.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <cstdio>
@@ -9,8 +8,6 @@
 #include <sstream>
 
 #include "mpq/error.h"
-
-extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace mpq::cli {
 
@@ -25,7 +22,6 @@ void add_model_args(CLI::App& app, ModelArgs& args) {
 Model load_model_from_args(const ModelArgs& args, bool need_tokenizer) {
   if (args.threads > 0) {
     omp_set_num_threads(args.threads);
-    openblas_set_num_threads(args.threads);
   }
   LoadOptions options;
   options.tokenizer_path = args.tokenizer_path;

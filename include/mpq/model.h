@@ -33,7 +33,10 @@ struct ModelConfig {
   std::vector<float> rope_freq_divisors;  // per frequency (head_dim/2), Llama-3 scaling; empty
                                           // when unscaled
   bool tied_embeddings = false;  // output head shares the embedding matrix
-  bool qkv_bias = false;         // q/k/v projections have biases (qwen2)
+  bool qkv_bias = false;         // q/k/v projections have biases (qwen2; llama attention_bias)
+  bool o_bias = false;           // o_proj has a bias (llama attention_bias)
+  bool mlp_bias = false;         // gate/up/down have biases (llama mlp_bias)
+  int sliding_window = 0;        // attend to at most this many latest positions (0: no limit)
   bool qk_norm = false;          // per-head RMSNorm on q and k before RoPE (qwen3)
 
   int q_dim() const { return n_heads * head_dim; }

@@ -40,7 +40,7 @@ constexpr NameRow kGlobalNames[] = {
     {"rope_freqs.weight", "model.rope_freqs"},
 };
 
-// The HF name of a GGUF tensor, or "" when mpq does not use it.
+// The HF name of a GGUF tensor, or "" when it has none.
 std::string hf_name(const std::string& gguf_name) {
   for (const auto& row : kGlobalNames) {
     if (gguf_name == row.gguf) return row.hf;
@@ -66,8 +66,10 @@ Checkpoint open_gguf_checkpoint(const std::string& path) {
   ck.gguf = gguf;
   ck.owners.push_back(gguf);
   for (const TensorRecord& record : gguf->tensors()) {
+    // Names without a Hugging Face equivalent keep their GGUF name, so that the model builder
+    // can refuse a file holding tensors it would otherwise ignore.
     std::string name = hf_name(record.name);
-    if (name.empty()) continue;
+    if (name.empty()) name = record.name;
     TensorRecord renamed = record;
     renamed.name = name;
     ck.tensors.emplace(name, std::move(renamed));

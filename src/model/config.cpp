@@ -41,6 +41,26 @@ int get_positive_int(const json& config, const char* key, const std::string& whe
   return static_cast<int>(v);
 }
 
+bool has_value(const json& config, const char* key) {
+  auto it = config.find(key);
+  return it != config.end() && !it->is_null();
+}
+
+bool get_bool(const json& config, const char* key, bool fallback, const std::string& where) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) fail(where, std::string("config field '") + key + "' must be true or false");
+  return it->get<bool>();
+}
+
+std::string get_string(const json& config, const char* key, const std::string& fallback,
+                       const std::string& where) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  if (!it->is_string()) fail(where, std::string("config field '") + key + "' must be a string");
+  return it->get<std::string>();
+}
+
 double get_number(const json& config, const char* key, double fallback, const std::string& where) {
   auto it = config.find(key);
   if (it == config.end() || it->is_null()) return fallback;
@@ -76,7 +96,8 @@ std::vector<float> llama3_rope_divisors(int head_dim, float theta, float factor,
   return divisors;
 }
 
-ModelConfig model_config_from_hf(const json& config, const std::string& where) {
+namespace {
+ModelConfig parse_config(const json& config, const std::string& where) {
   if (!config.is_object()) fail(where, "config is not a JSON object");
   ModelConfig c;
   auto type_it = config.find("model_type");
@@ -90,41 +111,52 @@ ModelConfig model_config_from_hf(const json& config, const std::string& where) {
     fail(where, "unsupported architecture '" + model_type + "' (supported: " + supported_list() + ")");
   }
   c.arch = arch->family;
-  c.qkv_bias = arch->qkv_bias || config.value("attention_bias", false);
+  // Hugging Face's attention_bias puts a bias on all four attention projections; qwen2 has
+  // q/k/v biases only, whatever the flag says.
+  const bool attention_bias = get_bool(config, "attention_bias", false, where);
+  c.qkv_bias = arch->qkv_bias || attention_bias;
+  c.o_bias = attention_bias;
+  c.mlp_bias = get_bool(config, "mlp_bias", false, where);
   c.qk_norm = arch->qk_norm;
   c.n_layers = get_positive_int(config, "num_hidden_layers", where);
   c.dim = get_positive_int(config, "hidden_size", where);
   c.ffn_dim = get_positive_int(config, "intermediate_size", where);
   c.n_heads = get_positive_int(config, "num_attention_heads", where);
-  c.n_kv_heads = config.contains("num_key_value_heads") && !config["num_key_value_heads"].is_null()
+  c.n_kv_heads = has_value(config, "num_key_value_heads")
                      ? get_positive_int(config, "num_key_value_heads", where)
                      : c.n_heads;
-  c.head_dim = config.contains("head_dim") && !config["head_dim"].is_null()
-                   ? get_positive_int(config, "head_dim", where)
-                   : c.dim / c.n_heads;
+  const bool explicit_head_dim = has_value(config, "head_dim");
+  c.head_dim = explicit_head_dim ? get_positive_int(config, "head_dim", where) : c.dim / c.n_heads;
   c.vocab_size = get_positive_int(config, "vocab_size", where);
-  c.max_context = config.contains("max_position_embeddings")
+  c.max_context = has_value(config, "max_position_embeddings")
                       ? get_positive_int(config, "max_position_embeddings", where)
                       : 4096;
   c.rms_eps = static_cast<float>(get_number(config, "rms_norm_eps", 1e-6, where));
   c.rope_theta = static_cast<float>(get_number(config, "rope_theta", 10000.0, where));
-  c.tied_embeddings = config.value("tie_word_embeddings", false);
+  c.tied_embeddings = get_bool(config, "tie_word_embeddings", false, where);
+  // Sliding-window attention: mistral declares "sliding_window"; qwen2 only uses it when
+  // "use_sliding_window" is true.
+  const bool window_applies = model_type == "mistral" || get_bool(config, "use_sliding_window", false, where);
+  if (window_applies && has_value(config, "sliding_window")) {
+    c.sliding_window = get_positive_int(config, "sliding_window", where);
+  }
   if (c.n_heads % c.n_kv_heads != 0) {
     fail(where, "num_attention_heads (" + std::to_string(c.n_heads) +
                     ") is not a multiple of num_key_value_heads (" + std::to_string(c.n_kv_heads) + ")");
   }
   if (c.head_dim % 2 != 0) fail(where, "head_dim must be even for RoPE");
-  if (!config.contains("head_dim") && c.dim % c.n_heads != 0) {
+  if (!explicit_head_dim && c.dim % c.n_heads != 0) {
     fail(where, "hidden_size is not a multiple of num_attention_heads");
   }
   if (!(c.rms_eps > 0) || !(c.rope_theta > 0)) fail(where, "rms_norm_eps and rope_theta must be positive");
-  auto hidden_act = config.value("hidden_act", std::string("silu"));
+  const std::string hidden_act = get_string(config, "hidden_act", "silu", where);
   if (hidden_act != "silu") fail(where, "unsupported hidden_act '" + hidden_act + "' (expected silu)");
 
   auto scaling_it = config.find("rope_scaling");
   if (scaling_it != config.end() && !scaling_it->is_null()) {
     const json& s = *scaling_it;
-    std::string type = s.value("rope_type", s.value("type", std::string("")));
+    if (!s.is_object()) fail(where, "config field 'rope_scaling' must be an object");
+    std::string type = get_string(s, "rope_type", get_string(s, "type", "", where), where);
     const double factor = get_number(s, "factor", 1.0, where);
     if (type == "llama3") {
       c.rope_freq_divisors = llama3_rope_divisors(
@@ -139,6 +171,17 @@ ModelConfig model_config_from_hf(const json& config, const std::string& where) {
     }
   }
   return c;
+}
+
+}  // namespace
+
+ModelConfig model_config_from_hf(const json& config, const std::string& where) {
+  try {
+    return parse_config(config, where);
+  } catch (const json::exception& e) {
+    // A field of an unexpected JSON type that a getter above did not catch.
+    fail(where, std::string("invalid config: ") + e.what());
+  }
 }
 
 }  // namespace mpq

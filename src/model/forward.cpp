@@ -67,36 +67,44 @@ void run_linear(const Linear& linear, const float* x, int64_t n_tokens, float* y
 // keys/values). q and out are [n_new, q_dim] with row stride q_dim; the cache rows have stride
 // kv_dim. Heads sharing a KV head (GQA) read the same cache columns.
 void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
-            const float* v_cache, float* out, std::vector<float>& scores) {
+            const float* v_cache, float* out) {
   const int hd = c.head_dim;
   const int n_keys = n_past + static_cast<int>(n_new);
   const int group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  scores.resize(static_cast<size_t>(n_new) * n_keys);
-  for (int h = 0; h < c.n_heads; ++h) {
-    const int kv = h / group;
-    // scores[i, j] = scale * q_i · k_j
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_new, n_keys, hd, scale, q + h * hd,
-                c.q_dim(), k_cache + kv * hd, c.kv_dim(), 0.f, scores.data(), n_keys);
-    // Causal softmax: query i sits at position n_past + i and sees keys 0..n_past + i.
-#pragma omp parallel for if (n_new > 16)
-    for (int64_t i = 0; i < n_new; ++i) {
-      float* row = scores.data() + i * n_keys;
-      const int visible = n_past + static_cast<int>(i) + 1;
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int j = 0; j < visible; ++j) max_score = std::max(max_score, row[j]);
-      double sum = 0;
-      for (int j = 0; j < visible; ++j) {
-        row[j] = std::exp(row[j] - max_score);
-        sum += row[j];
+  // One head per thread; the BLAS calls inside run single-threaded (see kernel/matmul_f32.h).
+  // A decode step's attention is tiny: threads would cost more than they save.
+#pragma omp parallel if (n_new * n_keys > 4096)
+  {
+    std::vector<float> scores(static_cast<size_t>(n_new) * n_keys);
+#pragma omp for schedule(dynamic)
+    for (int h = 0; h < c.n_heads; ++h) {
+      const int kv = h / group;
+      // scores[i, j] = scale * q_i · k_j
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_new, n_keys, hd, scale, q + h * hd,
+                  c.q_dim(), k_cache + kv * hd, c.kv_dim(), 0.f, scores.data(), n_keys);
+      // Causal softmax: query i sits at position n_past + i and sees keys 0..n_past + i.
+      for (int64_t i = 0; i < n_new; ++i) {
+        // With a sliding window, only the latest `sliding_window` positions are visible.
+        float* row = scores.data() + i * n_keys;
+        const int visible = n_past + static_cast<int>(i) + 1;
+        const int oldest = c.sliding_window > 0 ? std::max(0, visible - c.sliding_window) : 0;
+        float max_score = -std::numeric_limits<float>::infinity();
+        for (int j = oldest; j < visible; ++j) max_score = std::max(max_score, row[j]);
+        double sum = 0;
+        for (int j = oldest; j < visible; ++j) {
+          row[j] = std::exp(row[j] - max_score);
+          sum += row[j];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        for (int j = 0; j < oldest; ++j) row[j] = 0.f;
+        for (int j = oldest; j < visible; ++j) row[j] *= inv;
+        for (int j = visible; j < n_keys; ++j) row[j] = 0.f;
       }
-      const float inv = static_cast<float>(1.0 / sum);
-      for (int j = 0; j < visible; ++j) row[j] *= inv;
-      for (int j = visible; j < n_keys; ++j) row[j] = 0.f;
+      // out_h = P · V_kv
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_new, hd, n_keys, 1.f, scores.data(),
+                  n_keys, v_cache + kv * hd, c.kv_dim(), 0.f, out + h * hd, c.q_dim());
     }
-    // out_h = P · V_kv
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_new, hd, n_keys, 1.f, scores.data(),
-                n_keys, v_cache + kv * hd, c.kv_dim(), 0.f, out + h * hd, c.q_dim());
   }
 }
 
@@ -147,7 +155,7 @@ std::vector<float> Model::forward(std::span<const SequenceInput> batch,
 
   std::vector<float> xn(n_tokens * c.dim), q(n_tokens * c.q_dim()), k(n_tokens * c.kv_dim()),
       v(n_tokens * c.kv_dim()), att(n_tokens * c.q_dim()), proj(n_tokens * c.dim),
-      gate(n_tokens * c.ffn_dim), up(n_tokens * c.ffn_dim), scores;
+      gate(n_tokens * c.ffn_dim), up(n_tokens * c.ffn_dim);
   auto hook = [&](int layer, LinearKind kind, const float* input, int64_t width) {
     if (hooks != nullptr) hooks->on_linear_input(layer, kind, input, n_tokens, width);
   };
@@ -173,7 +181,7 @@ std::vector<float> Model::forward(std::span<const SequenceInput> batch,
       std::copy_n(&k[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.k[l][row0]);
       std::copy_n(&v[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.v[l][row0]);
       attend(c, &q[start * c.q_dim()], seq.n_tokens, cache.n_past, cache.k[l].data(),
-             cache.v[l].data(), &att[start * c.q_dim()], scores);
+             cache.v[l].data(), &att[start * c.q_dim()]);
       start += seq.n_tokens;
     }
     hook(l, LinearKind::O, att.data(), c.q_dim());

@@ -1,5 +1,4 @@
-#include <cblas.h>
-
+#include "kernel/matmul_f32.h"
 #include "mpq/model.h"
 
 namespace mpq {
@@ -12,7 +11,7 @@ const char* linear_kind_name(LinearKind kind) {
 
 namespace {
 
-// fp32 weights, row-major [out, in]; products through OpenBLAS (multithreaded by OpenBLAS).
+// fp32 weights, row-major [out, in]; products through matmul_f32 (OpenBLAS, our threads).
 class DenseF32Weights final : public LinearWeights {
  public:
   DenseF32Weights(std::shared_ptr<const std::vector<float>> w, int64_t out, int64_t in)
@@ -20,12 +19,7 @@ class DenseF32Weights final : public LinearWeights {
   int64_t out_features() const override { return out_; }
   int64_t in_features() const override { return in_; }
   void forward(const float* x, int64_t n_tokens, float* y) const override {
-    if (n_tokens == 1) {
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, out_, in_, 1.f, w_->data(), in_, x, 1, 0.f, y, 1);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, out_, in_, 1.f, x, in_,
-                  w_->data(), in_, 0.f, y, out_);
-    }
+    matmul_f32(x, n_tokens, w_->data(), out_, in_, y);
   }
   void to_f32(float* dst) const override { std::copy(w_->begin(), w_->end(), dst); }
   std::string format_name() const override { return "f32"; }

@@ -1,6 +1,7 @@
 // Checkpoint -> Model: find every tensor the architecture needs under its Hugging Face name,
 // check its shape, decode it to fp32, and undo the interleaved RoPE row order where the file
 // uses it.
+#include <set>
 #include <sstream>
 
 #include "io/checkpoint.h"
@@ -26,11 +27,23 @@ class TensorReader {
 
   bool has(const std::string& name) const { return ck_.tensors.count(name) != 0; }
 
+  // Every tensor of the checkpoint must have been read: a weight that nothing uses means the
+  // config does not describe the file (a bias flag missing, another architecture), and running
+  // without it would give silently wrong results.
+  void check_all_used(const std::string& arch) const {
+    for (const auto& [name, record] : ck_.tensors) {
+      if (used_.count(name) || name.ends_with("rotary_emb.inv_freq")) continue;
+      fail(record.file, "tensor '" + name + "' is not used by a " + arch +
+                            " model with this config (a missing config flag, or another architecture?)");
+    }
+  }
+
   // The tensor decoded to fp32; its shape must equal `shape` (a 1-D tensor of n values also
   // matches {n}).
   std::vector<float> read(const std::string& name, const std::vector<int64_t>& shape) const {
     auto it = ck_.tensors.find(name);
     if (it == ck_.tensors.end()) fail(ck_.path, "missing tensor '" + name + "'");
+    used_.insert(name);
     const TensorRecord& record = it->second;
     if (record.shape != shape) {
       fail(record.file, "tensor '" + name + "' has shape " + shape_str(record.shape) +
@@ -48,6 +61,7 @@ class TensorReader {
 
  private:
   const Checkpoint& ck_;
+  mutable std::set<std::string> used_;  // names read so far
 };
 
 // Interleaved RoPE rows (pairs 2j, 2j+1 rotate together) -> rotate-half rows (j, j + hd/2).
@@ -133,7 +147,9 @@ Model load_model(const std::string& path, const LoadOptions& options) {
       if (ck.qk_rope_interleaved && (is_q || is_k)) {
         w = deinterleave_rope_rows(w, is_q ? c.n_heads : c.n_kv_heads, c.head_dim, in_dims[kind]);
       }
-      const bool has_bias = c.qkv_bias && kind <= static_cast<int>(LinearKind::V);
+      const bool has_bias = kind <= static_cast<int>(LinearKind::V) ? c.qkv_bias
+                            : kind == static_cast<int>(LinearKind::O) ? c.o_bias
+                                                                      : c.mlp_bias;
       if (has_bias) {
         linear.bias = reader.read(linear.name + ".bias", {out_dims[kind]});
         if (ck.qk_rope_interleaved && (is_q || is_k)) {
@@ -156,6 +172,7 @@ Model load_model(const std::string& path, const LoadOptions& options) {
     model.lm_head.weights =
         make_dense_f32_weights(c.tied_embeddings ? model.embedding : head, c.vocab_size, c.dim);
   }
+  reader.check_all_used(c.arch);
   if (options.need_tokenizer || !options.tokenizer_path.empty()) {
     model.tokenizer = load_tokenizer(path, options.tokenizer_path);
   }
