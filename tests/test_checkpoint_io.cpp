@@ -1,5 +1,6 @@
 // Hugging Face directories (single file and sharded) and llama2.c checkpoints: synthetic files for
 // the layouts and the errors, and the real stories260K model in both layouts (../shared).
+#include "test_util.h"
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -16,27 +17,13 @@
 #include "mpq/error.h"
 
 namespace mpq {
+using mpq::test::TempDir;
+
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("mpq_ckpt_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string str() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

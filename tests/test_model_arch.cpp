@@ -3,6 +3,7 @@
 // to a temp dir, loaded with mpq::load_model, and compared with a plain double-precision
 // reference forward pass written here from the Hugging Face definitions, independent of
 // src/model.
+#include "test_util.h"
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,31 +29,13 @@
 #include "synthetic_model.h"
 
 namespace mpq {
+using mpq::test::TempDir;
+
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// A fresh directory under the system temp dir, removed with its content when it goes out of
-// scope. Unique per process and instance, so tests can run in parallel and nest them.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("mpq_arch_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" +
-             std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string path() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Synthetic checkpoints (tests/synthetic_model.h)
@@ -584,27 +567,8 @@ TEST(ModelArchErrors, UnusedTensorIsRefused) {
 // ---------------------------------------------------------------------------------------------
 // The CLI
 
-struct RunResult {
-  int status = -1;  // exit status, -1 when killed by a signal
-  std::string out, err;
-};
-
-// Runs `mpq <args>` with stdout and stderr captured in files under `tmp`.
-RunResult run_mpq(const std::string& args, const TempDir& tmp) {
-  const std::string out = tmp.file("stdout.txt"), err = tmp.file("stderr.txt");
-  const std::string cmd =
-      std::string("'") + MPQ_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
-  const int rc = std::system(cmd.c_str());
-  RunResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  auto slurp = [](const std::string& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+using mpq::test::RunResult;
+using mpq::test::run_mpq;
 
 // A failed command: non-zero exit, nothing on stdout, one line on stderr naming `path`.
 void expect_cli_error(const RunResult& r, const std::string& path, const std::string& phrase) {

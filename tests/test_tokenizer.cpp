@@ -10,6 +10,7 @@
 //   tok_spm_small: Llama-2 layout: <unk> <s> </s>, <0x00>..<0xFF> at 3..258, then
 //     ▁ 259, a 260, b 261, c 262, ▁a 263, ab 264, ▁ab 265; merges "▁ a", "a b", "▁a b";
 //     normalizer Prepend ▁ + Replace " " -> ▁, byte_fallback; config add_bos_token=true.
+#include "test_util.h"
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -31,6 +32,8 @@ using mpq::Tokenizer;
 using mpq::TokenizerSpec;
 using Ids = std::vector<int32_t>;
 
+using mpq::test::TempDir;
+
 namespace {
 
 const std::string kShared = MPQ_SHARED_DIR;
@@ -48,19 +51,6 @@ void write_file(const std::string& path, const std::string& data) {
   std::ofstream(path, std::ios::binary) << data;
 }
 
-// A fresh directory under the system temp dir, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("mpq_tok_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // Runs `f`, expecting an mpq::Error whose message contains every one of `needles`.
 template <class F>

@@ -1,6 +1,8 @@
 // Checkpoint -> Model: find every tensor the architecture needs under its Hugging Face name,
 // check its shape, decode it to fp32, and undo the interleaved RoPE row order where the file
 // uses it.
+#include <algorithm>
+#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -12,6 +14,28 @@
 
 namespace mpq {
 namespace {
+
+// Compares names with digit runs as numbers: "layers.2" < "layers.10".
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      size_t i_end = i, j_end = j;
+      while (i_end < a.size() && std::isdigit(static_cast<unsigned char>(a[i_end]))) ++i_end;
+      while (j_end < b.size() && std::isdigit(static_cast<unsigned char>(b[j_end]))) ++j_end;
+      const std::string da = a.substr(i, i_end - i), db = b.substr(j, j_end - j);
+      if (da.size() != db.size()) return da.size() < db.size();
+      if (da != db) return da < db;
+      i = i_end;
+      j = j_end;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
 
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::ostringstream os;
@@ -111,6 +135,9 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   for (const auto& [name, record] : ck.tensors) {
     model.source_tensors.push_back({name, dtype_name(record.dtype), record.shape});
   }
+  // Layer order (layers.2 before layers.10), as a person reads the list.
+  std::sort(model.source_tensors.begin(), model.source_tensors.end(),
+            [](const SourceTensorInfo& a, const SourceTensorInfo& b) { return natural_less(a.name, b.name); });
   TensorReader reader(ck);
 
   model.embedding = std::make_shared<const std::vector<float>>(

@@ -1,0 +1,69 @@
+// Helpers shared by the test files: temporary directories, running the `mpq` binary, paths of
+// the shared data.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace mpq::test {
+
+// ../shared beside the repository (models, texts); tests that need it skip when it is missing.
+inline std::string shared_dir() { return MPQ_SHARED_DIR; }
+inline std::string models_dir() { return MPQ_MODELS_DIR; }
+inline std::string default_model() { return models_dir() + "/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+
+// A fresh directory under the system temp dir, named after the running test, removed with its
+// content at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    const std::string test = info ? std::string(info->test_suite_name()) + "_" + info->name() : "global";
+    path_ = std::filesystem::temp_directory_path() /
+            ("mpq_" + test + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path() const { return path_.string(); }
+  std::string str() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;  // the directory
+};
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The result of one run of the `mpq` binary.
+struct RunResult {
+  int status = -1;  // exit status, -1 when killed by a signal
+  std::string out, err;
+};
+
+// Runs `mpq ARGS` (ARGS already shell-quoted), capturing stdout and stderr in `tmp`.
+inline RunResult run_mpq(const std::string& args, const TempDir& tmp) {
+  const std::string out = tmp.file("stdout.txt"), err = tmp.file("stderr.txt");
+  const std::string cmd = std::string("'") + MPQ_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
+  const int rc = std::system(cmd.c_str());
+  RunResult r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+}  // namespace mpq::test
