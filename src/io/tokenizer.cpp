@@ -16,6 +16,7 @@ struct Tokenizer::Impl {
   std::vector<std::string> pieces;  // bytes each token decodes to
   // Special tokens (control / user-defined) by first byte, longest first, for parse_special.
   std::vector<int32_t> specials_by_byte[256];
+  bool has_user_defined = false;  // some token is UserDefined (always split out of the text)
   std::unique_ptr<tok::SpmEncoder> spm;
   std::unique_ptr<tok::BpeEncoder> bpe;
 
@@ -152,6 +153,7 @@ Tokenizer::Tokenizer(TokenizerSpec spec, std::string source) : impl_(std::make_u
     im.pieces[id] = im.decode_piece(id);
     if (im.is_special(id) && !s.tokens[id].empty()) {
       im.specials_by_byte[static_cast<uint8_t>(s.tokens[id][0])].push_back(id);
+      im.has_user_defined |= s.token_types[id] == TokenType::UserDefined;
     }
   }
   for (auto& list : im.specials_by_byte) {
@@ -169,17 +171,18 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
   if (add_special && im.spec.add_bos) out.push_back(im.spec.bos_id);
-  if (!parse_special) {
-    im.encode_text(text, true, out);
-  } else {
-    // Scan for the longest special token at each position; the text between them is encoded
-    // normally. SentencePiece adds its dummy prefix after each special token, as llama.cpp.
-    size_t fragment = 0;
-    bool fragment_start = true;
+  // Special tokens are cut out of the text before it is encoded, as llama.cpp does: user-defined
+  // tokens always (they are ordinary vocabulary that the model's BPE could not build), control
+  // tokens (BOS, chat markers) only with parse_special, so plain text never smuggles them in.
+  // SentencePiece adds its dummy prefix after each special token, as llama.cpp.
+  size_t fragment = 0;
+  bool fragment_start = true;
+  if (parse_special || im.has_user_defined) {
     for (size_t pos = 0; pos < text.size();) {
       int32_t found = -1;
       for (int32_t id : im.specials_by_byte[static_cast<uint8_t>(text[pos])]) {
-        if (text.substr(pos).starts_with(im.spec.tokens[id])) {
+        if ((parse_special || im.spec.token_types[id] == TokenType::UserDefined) &&
+            text.substr(pos).starts_with(im.spec.tokens[id])) {
           found = id;
           break;
         }
@@ -194,8 +197,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
       fragment = pos;
       fragment_start = true;
     }
-    if (fragment < text.size()) im.encode_text(text.substr(fragment), fragment_start, out);
   }
+  if (fragment < text.size()) im.encode_text(text.substr(fragment), fragment_start, out);
   if (add_special && im.spec.add_eos) out.push_back(im.spec.eos_id);
   return out;
 }
