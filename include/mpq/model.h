@@ -119,6 +119,14 @@ struct SequenceInput {
   KVCache* cache = nullptr;
 };
 
+// A batch laid out for the layer-by-layer API: the sequences, and every token's RoPE angles.
+struct BatchPlan {
+  std::vector<SequenceInput> sequences;  // in batch order
+  int64_t n_tokens = 0;                  // new tokens of all sequences
+  std::vector<float> rope_cos;           // [n_tokens, head_dim/2]
+  std::vector<float> rope_sin;           // [n_tokens, head_dim/2]
+};
+
 // ---------------------------------------------------------------------------------------------
 // Model
 
@@ -162,6 +170,16 @@ class Model {
   // [output_rows.size(), vocab].
   std::vector<float> forward(std::span<const SequenceInput> batch,
                              std::span<const int> output_rows, ForwardHooks* hooks = nullptr);
+
+  // The same pass one decoder layer at a time, for calibration: plan the batch (validates it),
+  // embed its tokens ([n_tokens, dim]), run layers in place (each writes its own KV-cache rows;
+  // a cache whose k[l]/v[l] are empty gets them allocated), then advance the caches, and apply
+  // the final norm and output head to chosen rows.
+  BatchPlan plan_batch(std::span<const SequenceInput> batch) const;
+  std::vector<float> embed(const BatchPlan& plan) const;
+  void run_layer(int layer, const BatchPlan& plan, float* x, ForwardHooks* hooks = nullptr) const;
+  void commit_batch(const BatchPlan& plan) const;
+  std::vector<float> head(const float* x, int64_t n_tokens, std::span<const int> rows) const;
 
   // Convenience: one sequence, logits of every position ([n, vocab]).
   std::vector<float> forward_all(std::span<const int32_t> tokens, KVCache& cache,

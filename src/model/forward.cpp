@@ -110,110 +110,143 @@ void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, con
 
 }  // namespace
 
-std::vector<float> Model::forward(std::span<const SequenceInput> batch,
-                                  std::span<const int> output_rows, ForwardHooks* hooks) {
+BatchPlan Model::plan_batch(std::span<const SequenceInput> batch) const {
   const ModelConfig& c = config;
-  // Lay out the batch: where each sequence's tokens start, and every token's position.
-  int64_t n_tokens = 0;
+  BatchPlan plan;
+  plan.sequences.assign(batch.begin(), batch.end());
   for (const SequenceInput& seq : batch) {
     if (seq.cache == nullptr || seq.n_tokens < 0) fail("forward", "invalid batch entry");
     if (seq.cache->n_past + seq.n_tokens > seq.cache->capacity) {
       fail("forward", "KV cache too small: " + std::to_string(seq.cache->n_past + seq.n_tokens) +
                           " positions needed, capacity " + std::to_string(seq.cache->capacity));
     }
-    n_tokens += seq.n_tokens;
+    for (int i = 0; i < seq.n_tokens; ++i) {
+      if (seq.tokens[i] < 0 || seq.tokens[i] >= c.vocab_size) {
+        fail("forward", "token id " + std::to_string(seq.tokens[i]) + " out of range [0, " +
+                            std::to_string(c.vocab_size) + ")");
+      }
+    }
+    plan.n_tokens += seq.n_tokens;
   }
-  for (int row : output_rows) {
-    if (row < 0 || row >= n_tokens) fail("forward", "output row out of range");
-  }
+  // RoPE angles of every token: position / linear factor * inv_freq (with Llama-3 divisors),
+  // computed in double so that long contexts keep their precision.
   const int half = c.head_dim / 2;
-  std::vector<float> x(n_tokens * c.dim);
-  std::vector<float> cos_table(n_tokens * half), sin_table(n_tokens * half);
   std::vector<double> inv_freq(half);
   for (int i = 0; i < half; ++i) {
     inv_freq[i] = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.head_dim);
     if (!c.rope_freq_divisors.empty()) inv_freq[i] /= c.rope_freq_divisors[i];
   }
-  {
-    int64_t t = 0;
-    for (const SequenceInput& seq : batch) {
-      for (int i = 0; i < seq.n_tokens; ++i, ++t) {
-        const int32_t token = seq.tokens[i];
-        if (token < 0 || token >= c.vocab_size) {
-          fail("forward", "token id " + std::to_string(token) + " out of range [0, " +
-                              std::to_string(c.vocab_size) + ")");
-        }
-        std::copy_n(embedding->data() + static_cast<int64_t>(token) * c.dim, c.dim, &x[t * c.dim]);
-        const double pos = (seq.cache->n_past + i) / static_cast<double>(c.rope_linear_factor);
-        for (int f = 0; f < half; ++f) {
-          cos_table[t * half + f] = static_cast<float>(std::cos(pos * inv_freq[f]));
-          sin_table[t * half + f] = static_cast<float>(std::sin(pos * inv_freq[f]));
-        }
+  plan.rope_cos.resize(plan.n_tokens * half);
+  plan.rope_sin.resize(plan.n_tokens * half);
+  int64_t t = 0;
+  for (const SequenceInput& seq : batch) {
+    for (int i = 0; i < seq.n_tokens; ++i, ++t) {
+      const double pos = (seq.cache->n_past + i) / static_cast<double>(c.rope_linear_factor);
+      for (int f = 0; f < half; ++f) {
+        plan.rope_cos[t * half + f] = static_cast<float>(std::cos(pos * inv_freq[f]));
+        plan.rope_sin[t * half + f] = static_cast<float>(std::sin(pos * inv_freq[f]));
       }
     }
   }
+  return plan;
+}
 
+std::vector<float> Model::embed(const BatchPlan& plan) const {
+  const int dim = config.dim;
+  std::vector<float> x(plan.n_tokens * dim);
+  int64_t t = 0;
+  for (const SequenceInput& seq : plan.sequences) {
+    for (int i = 0; i < seq.n_tokens; ++i, ++t) {
+      std::copy_n(embedding->data() + static_cast<int64_t>(seq.tokens[i]) * dim, dim, &x[t * dim]);
+    }
+  }
+  return x;
+}
+
+void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hooks) const {
+  const ModelConfig& c = config;
+  const DecoderLayer& layer = layers[l];
+  const int64_t n_tokens = plan.n_tokens;
   std::vector<float> xn(n_tokens * c.dim), q(n_tokens * c.q_dim()), k(n_tokens * c.kv_dim()),
       v(n_tokens * c.kv_dim()), att(n_tokens * c.q_dim()), proj(n_tokens * c.dim),
       gate(n_tokens * c.ffn_dim), up(n_tokens * c.ffn_dim);
-  auto hook = [&](int layer, LinearKind kind, const float* input, int64_t width) {
-    if (hooks != nullptr) hooks->on_linear_input(layer, kind, input, n_tokens, width);
+  auto hook = [&](LinearKind kind, const float* input, int64_t width) {
+    if (hooks != nullptr) hooks->on_linear_input(l, kind, input, n_tokens, width);
   };
 
-  for (int l = 0; l < c.n_layers; ++l) {
-    const DecoderLayer& layer = layers[l];
-    // --- attention block
-    rms_norm(x.data(), layer.attn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
-    for (LinearKind kind : {LinearKind::Q, LinearKind::K, LinearKind::V}) hook(l, kind, xn.data(), c.dim);
-    run_linear(layer.at(LinearKind::Q), xn.data(), n_tokens, q.data());
-    run_linear(layer.at(LinearKind::K), xn.data(), n_tokens, k.data());
-    run_linear(layer.at(LinearKind::V), xn.data(), n_tokens, v.data());
-    if (c.qk_norm) {
-      rms_norm(q.data(), layer.q_norm.data(), q.data(), n_tokens * c.n_heads, c.head_dim, c.rms_eps);
-      rms_norm(k.data(), layer.k_norm.data(), k.data(), n_tokens * c.n_kv_heads, c.head_dim, c.rms_eps);
-    }
-    apply_rope(q.data(), n_tokens, c.n_heads, c.head_dim, cos_table.data(), sin_table.data());
-    apply_rope(k.data(), n_tokens, c.n_kv_heads, c.head_dim, cos_table.data(), sin_table.data());
-    int64_t start = 0;
-    for (const SequenceInput& seq : batch) {
-      KVCache& cache = *seq.cache;
-      const size_t row0 = static_cast<size_t>(cache.n_past) * c.kv_dim();
-      std::copy_n(&k[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.k[l][row0]);
-      std::copy_n(&v[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.v[l][row0]);
-      attend(c, &q[start * c.q_dim()], seq.n_tokens, cache.n_past, cache.k[l].data(),
-             cache.v[l].data(), &att[start * c.q_dim()]);
-      start += seq.n_tokens;
-    }
-    hook(l, LinearKind::O, att.data(), c.q_dim());
-    run_linear(layer.at(LinearKind::O), att.data(), n_tokens, proj.data());
-    for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
-
-    // --- SwiGLU MLP
-    rms_norm(x.data(), layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
-    for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(l, kind, xn.data(), c.dim);
-    run_linear(layer.at(LinearKind::Gate), xn.data(), n_tokens, gate.data());
-    run_linear(layer.at(LinearKind::Up), xn.data(), n_tokens, up.data());
-#pragma omp parallel for if (n_tokens > 8)
-    for (int64_t i = 0; i < n_tokens * c.ffn_dim; ++i) {
-      const float g = gate[i];
-      gate[i] = g / (1.f + std::exp(-g)) * up[i];
-    }
-    hook(l, LinearKind::Down, gate.data(), c.ffn_dim);
-    run_linear(layer.at(LinearKind::Down), gate.data(), n_tokens, proj.data());
-    for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
+  // --- attention block
+  rms_norm(x, layer.attn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
+  for (LinearKind kind : {LinearKind::Q, LinearKind::K, LinearKind::V}) hook(kind, xn.data(), c.dim);
+  run_linear(layer.at(LinearKind::Q), xn.data(), n_tokens, q.data());
+  run_linear(layer.at(LinearKind::K), xn.data(), n_tokens, k.data());
+  run_linear(layer.at(LinearKind::V), xn.data(), n_tokens, v.data());
+  if (c.qk_norm) {
+    rms_norm(q.data(), layer.q_norm.data(), q.data(), n_tokens * c.n_heads, c.head_dim, c.rms_eps);
+    rms_norm(k.data(), layer.k_norm.data(), k.data(), n_tokens * c.n_kv_heads, c.head_dim, c.rms_eps);
   }
-  for (const SequenceInput& seq : batch) seq.cache->n_past += seq.n_tokens;
+  apply_rope(q.data(), n_tokens, c.n_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
+  apply_rope(k.data(), n_tokens, c.n_kv_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
+  int64_t start = 0;
+  for (const SequenceInput& seq : plan.sequences) {
+    KVCache& cache = *seq.cache;
+    // Caches made for a single layer's use (calibration) get their rows on first use.
+    const size_t cache_floats = static_cast<size_t>(cache.capacity) * c.kv_dim();
+    if (cache.k[l].size() != cache_floats) cache.k[l].resize(cache_floats);
+    if (cache.v[l].size() != cache_floats) cache.v[l].resize(cache_floats);
+    const size_t row0 = static_cast<size_t>(cache.n_past) * c.kv_dim();
+    std::copy_n(&k[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.k[l][row0]);
+    std::copy_n(&v[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.v[l][row0]);
+    attend(c, &q[start * c.q_dim()], seq.n_tokens, cache.n_past, cache.k[l].data(),
+           cache.v[l].data(), &att[start * c.q_dim()]);
+    start += seq.n_tokens;
+  }
+  hook(LinearKind::O, att.data(), c.q_dim());
+  run_linear(layer.at(LinearKind::O), att.data(), n_tokens, proj.data());
+  for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
 
-  // --- output head, only for the rows asked for
-  const int64_t n_out = static_cast<int64_t>(output_rows.size());
+  // --- SwiGLU MLP
+  rms_norm(x, layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
+  for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(kind, xn.data(), c.dim);
+  run_linear(layer.at(LinearKind::Gate), xn.data(), n_tokens, gate.data());
+  run_linear(layer.at(LinearKind::Up), xn.data(), n_tokens, up.data());
+#pragma omp parallel for if (n_tokens > 8)
+  for (int64_t i = 0; i < n_tokens * c.ffn_dim; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.f + std::exp(-g)) * up[i];
+  }
+  hook(LinearKind::Down, gate.data(), c.ffn_dim);
+  run_linear(layer.at(LinearKind::Down), gate.data(), n_tokens, proj.data());
+  for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
+}
+
+void Model::commit_batch(const BatchPlan& plan) const {
+  for (const SequenceInput& seq : plan.sequences) seq.cache->n_past += seq.n_tokens;
+}
+
+std::vector<float> Model::head(const float* x, int64_t n_tokens, std::span<const int> rows) const {
+  const ModelConfig& c = config;
+  const int64_t n_out = static_cast<int64_t>(rows.size());
   std::vector<float> selected(n_out * c.dim);
   for (int64_t r = 0; r < n_out; ++r) {
-    std::copy_n(&x[static_cast<int64_t>(output_rows[r]) * c.dim], c.dim, &selected[r * c.dim]);
+    if (rows[r] < 0 || rows[r] >= n_tokens) fail("forward", "output row out of range");
+    std::copy_n(&x[static_cast<int64_t>(rows[r]) * c.dim], c.dim, &selected[r * c.dim]);
   }
   rms_norm(selected.data(), final_norm.data(), selected.data(), n_out, c.dim, c.rms_eps);
   std::vector<float> logits(n_out * c.vocab_size);
   if (n_out > 0) run_linear(lm_head, selected.data(), n_out, logits.data());
   return logits;
+}
+
+std::vector<float> Model::forward(std::span<const SequenceInput> batch,
+                                  std::span<const int> output_rows, ForwardHooks* hooks) {
+  const BatchPlan plan = plan_batch(batch);
+  for (int row : output_rows) {
+    if (row < 0 || row >= plan.n_tokens) fail("forward", "output row out of range");
+  }
+  std::vector<float> x = embed(plan);
+  for (int l = 0; l < config.n_layers; ++l) run_layer(l, plan, x.data(), hooks);
+  commit_batch(plan);
+  return head(x.data(), plan.n_tokens, output_rows);
 }
 
 std::vector<float> Model::forward_all(std::span<const int32_t> tokens, KVCache& cache,

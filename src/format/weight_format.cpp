@@ -1,0 +1,311 @@
+// The table of weight formats and the format-independent parts of the layer: bit accounting,
+// scale storage, the clip search of fit_group, and the QuantizedMatrix accessors.
+#include "format/weight_format.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "format/dtype.h"
+#include "format/fp4.h"
+#include "format/fp8.h"
+#include "format/half.h"
+#include "format/intq.h"
+#include "mpq/error.h"
+
+namespace mpq {
+namespace {
+
+using W = WeightFormatId;
+using V = ValueKind;
+using S = ScaleType;
+
+// One row per WeightFormatId, in enum order (checked by the tests). Bits per weight of each row
+// are derived from these columns by storage_bits().
+constexpr std::array<WeightFormatTraits, static_cast<size_t>(W::kCount)> kFormats = {{
+    // id                  name                value         bits group sym    scale    tensor
+    {W::BF16, "bf16", V::Half, 16, 0, true, S::None, false, fit_half_group, encode_bf16,
+     decode_bf16, "bfloat16 (kept weights)"},
+    {W::F16, "f16", V::Half, 16, 0, true, S::None, false, fit_half_group, encode_f16, decode_f16,
+     "IEEE half (kept weights)"},
+    {W::FP8_E4M3_Channel, "fp8_e4m3_channel", V::FP8_E4M3, 8, 0, true, S::F32, false,
+     fit_fp8_group, encode_fp8, decode_fp8, "OCP FP8 E4M3, f32 scale per output channel"},
+    {W::FP8_E4M3_B128, "fp8_e4m3_b128", V::FP8_E4M3, 8, 128, true, S::F32, false, fit_fp8_group,
+     encode_fp8, decode_fp8, "OCP FP8 E4M3, f32 scale per 1x128 block of a row"},
+    {W::NVFP4, "nvfp4", V::FP4_E2M1, 4, 16, true, S::E4M3, true, fit_nvfp4_group, encode_fp4,
+     decode_fp4, "NVIDIA FP4: E2M1, E4M3 scale per 16, fp32 tensor scale"},
+    {W::MXFP4, "mxfp4", V::FP4_E2M1, 4, 32, true, S::E8M0, false, fit_mxfp4_group, encode_fp4,
+     decode_fp4, "OCP MXFP4: E2M1, E8M0 (power of two) scale per 32"},
+    {W::Int8_Channel, "int8_channel", V::Int, 8, 0, true, S::F16, false, fit_int_sym_group,
+     encode_int, decode_int, "int8 symmetric, f16 scale per output channel"},
+    {W::Int4_G32, "int4_g32", V::Int, 4, 32, false, S::F16, false, fit_int_asym_group, encode_int,
+     decode_int, "int4 asymmetric, f16 scale + int4 zero per 32"},
+    {W::Int4_G64, "int4_g64", V::Int, 4, 64, false, S::F16, false, fit_int_asym_group, encode_int,
+     decode_int, "int4 asymmetric, f16 scale + int4 zero per 64"},
+    {W::Int4_G128, "int4_g128", V::Int, 4, 128, false, S::F16, false, fit_int_asym_group,
+     encode_int, decode_int, "int4 asymmetric, f16 scale + int4 zero per 128"},
+    {W::Int3_G32, "int3_g32", V::Int, 3, 32, false, S::F16, false, fit_int_asym_group, encode_int,
+     decode_int, "int3 asymmetric, f16 scale + int3 zero per 32"},
+    {W::Int3_G64, "int3_g64", V::Int, 3, 64, false, S::F16, false, fit_int_asym_group, encode_int,
+     decode_int, "int3 asymmetric, f16 scale + int3 zero per 64"},
+    {W::Int3_G128, "int3_g128", V::Int, 3, 128, false, S::F16, false, fit_int_asym_group,
+     encode_int, decode_int, "int3 asymmetric, f16 scale + int3 zero per 128"},
+    {W::Int2_G32, "int2_g32", V::Int, 2, 32, false, S::F16, false, fit_int_asym_group, encode_int,
+     decode_int, "int2 asymmetric, f16 scale + int2 zero per 32"},
+    {W::Int2_G64, "int2_g64", V::Int, 2, 64, false, S::F16, false, fit_int_asym_group, encode_int,
+     decode_int, "int2 asymmetric, f16 scale + int2 zero per 64"},
+    {W::Int2_G128, "int2_g128", V::Int, 2, 128, false, S::F16, false, fit_int_asym_group,
+     encode_int, decode_int, "int2 asymmetric, f16 scale + int2 zero per 128"},
+    {W::Int4Sym_G128, "int4sym_g128", V::Int, 4, 128, true, S::F16, false, fit_int_sym_group,
+     encode_int, decode_int, "int4 symmetric, f16 scale per 128"},
+}};
+
+constexpr bool table_follows_enum() {
+  for (size_t i = 0; i < kFormats.size(); ++i) {
+    if (static_cast<size_t>(kFormats[i].id) != i) return false;
+  }
+  return true;
+}
+static_assert(table_follows_enum(), "kFormats rows must be in WeightFormatId order");
+
+}  // namespace
+
+// ---- the table
+
+const WeightFormatTraits& weight_format(WeightFormatId id) {
+  const auto i = static_cast<size_t>(id);
+  if (i >= kFormats.size()) fail("weight format", "invalid id " + std::to_string(i));
+  return kFormats[i];
+}
+
+std::span<const WeightFormatTraits> weight_formats() { return kFormats; }
+
+std::optional<WeightFormatId> weight_format_from_name(std::string_view name) {
+  for (const WeightFormatTraits& f : kFormats) {
+    if (name == f.name) return f.id;
+  }
+  return std::nullopt;
+}
+
+// ---- bit accounting
+
+int scale_type_bits(ScaleType type) {
+  switch (type) {
+    case S::None: return 0;
+    case S::F32: return 32;
+    case S::F16:
+    case S::BF16: return 16;
+    case S::E4M3:
+    case S::E8M0: return 8;
+  }
+  return 0;
+}
+
+int64_t groups_per_row(const WeightFormatTraits& f, int64_t cols) {
+  if (f.scale_type == S::None) return 0;
+  if (f.group_size == 0) return 1;
+  return (cols + f.group_size - 1) / f.group_size;
+}
+
+uint64_t storage_bits(WeightFormatId format, int64_t rows, int64_t cols) {
+  const WeightFormatTraits& f = weight_format(format);
+  check(rows >= 0 && cols >= 0, f.name, "negative matrix shape");
+  const auto r = static_cast<uint64_t>(rows), c = static_cast<uint64_t>(cols);
+  const uint64_t per_group = static_cast<uint64_t>(scale_type_bits(f.scale_type)) +
+                             (f.symmetric ? 0u : static_cast<uint64_t>(f.bits));
+  return r * c * static_cast<uint64_t>(f.bits) +
+         r * static_cast<uint64_t>(groups_per_row(f, cols)) * per_group +
+         (f.has_tensor_scale ? 32u : 0u);
+}
+
+double bits_per_weight(WeightFormatId format, int64_t rows, int64_t cols) {
+  check(rows > 0 && cols > 0, weight_format(format).name, "empty matrix");
+  return static_cast<double>(storage_bits(format, rows, cols)) /
+         (static_cast<double>(rows) * static_cast<double>(cols));
+}
+
+// ---- scales
+
+float decode_scale(ScaleType type, uint32_t bits) {
+  switch (type) {
+    case S::None: return 1.f;
+    case S::F32: return std::bit_cast<float>(bits);
+    case S::F16: return f16_to_f32(static_cast<uint16_t>(bits));
+    case S::BF16: return bf16_to_f32(static_cast<uint16_t>(bits));
+    case S::E4M3: return e4m3_to_f32(static_cast<uint8_t>(bits));
+    case S::E8M0: return e8m0_to_f32(static_cast<uint8_t>(bits));
+  }
+  return 1.f;
+}
+
+uint32_t encode_scale(ScaleType type, float scale) {
+  // Largest finite positive and smallest positive value of each type, as bit patterns.
+  switch (type) {
+    case S::None: return 0;
+    case S::F32: {
+      if (!(scale > 0.f)) return 1u;  // smallest subnormal
+      if (scale > std::numeric_limits<float>::max()) return 0x7F7FFFFFu;
+      return std::bit_cast<uint32_t>(scale);
+    }
+    case S::F16: {
+      const uint16_t h = f32_to_f16(scale);
+      if ((h & 0x7FFF) == 0) return 0x0001u;       // 0 or underflow: smallest subnormal 2^-24
+      if ((h & 0x7FFF) >= 0x7C00) return 0x7BFFu;  // Inf: saturate at 65504
+      return h;
+    }
+    case S::BF16: {
+      const uint16_t h = f32_to_bf16(scale);
+      if ((h & 0x7FFF) == 0) return 0x0001u;
+      if ((h & 0x7FFF) >= 0x7F80) return 0x7F7Fu;
+      return h;
+    }
+    case S::E4M3: {
+      const uint8_t b = f32_to_e4m3(scale);  // saturates at 448
+      return (b & 0x7F) == 0 ? 0x01u : b;    // smallest subnormal 2^-9
+    }
+    case S::E8M0: return f32_to_e8m0_floor(scale);  // 0 -> byte 0 = 2^-127
+  }
+  return 0;
+}
+
+GroupParams group_params_from_stored(const WeightFormatTraits& f, uint32_t scale_bits,
+                                     int32_t zero, float tensor_scale) {
+  GroupParams p;
+  p.scale_bits = scale_bits;
+  p.zero = zero;
+  p.scale = decode_scale(f.scale_type, scale_bits);
+  if (f.has_tensor_scale) p.scale = p.scale / tensor_scale;  // compressed-tensors' order
+  return p;
+}
+
+GroupParams group_params_from_scale(const WeightFormatTraits& f, float scale, int32_t zero,
+                                    float tensor_scale) {
+  const float stored = f.has_tensor_scale ? scale * tensor_scale : scale;
+  return group_params_from_stored(f, encode_scale(f.scale_type, stored), zero, tensor_scale);
+}
+
+// ---- per-group primitives
+
+float compute_tensor_scale(const WeightFormatTraits& f, const float* w, int64_t n) {
+  return f.has_tensor_scale ? nvfp4_tensor_scale(w, n) : 1.f;
+}
+
+double group_weighted_error(const WeightFormatTraits& f, const float* x, const float* weights,
+                            int64_t n, const GroupParams& p) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(x[i]) - quantize_value(f, x[i], p);
+    sum += (weights ? weights[i] : 1.0) * d * d;
+  }
+  return sum;
+}
+
+GroupParams fit_group(const WeightFormatTraits& f, const float* x, int64_t n, float tensor_scale,
+                      const GroupFitOptions& options) {
+  GroupParams best = f.fit(f, x, n, 1.f, tensor_scale);
+  if (!options.clip_search || f.scale_type == S::None) return best;
+  check(options.clip_steps >= 2 && options.clip_min > 0.f && options.clip_max >= options.clip_min,
+        f.name, "clip search needs clip_steps >= 2 and 0 < clip_min <= clip_max");
+  double best_error = group_weighted_error(f, x, options.weights, n, best);
+  const double step = (static_cast<double>(options.clip_max) - options.clip_min) /
+                      (options.clip_steps - 1);
+  for (int k = 0; k < options.clip_steps; ++k) {
+    const auto shrink = static_cast<float>(options.clip_max - k * step);
+    if (shrink == 1.f) continue;  // already evaluated
+    const GroupParams p = f.fit(f, x, n, shrink, tensor_scale);
+    const double error = group_weighted_error(f, x, options.weights, n, p);
+    if (error < best_error) {
+      best_error = error;
+      best = p;
+    }
+  }
+  return best;
+}
+
+// ---- QuantizedMatrix
+
+int QuantizedMatrix::code_bytes() const { return traits().bits > 8 ? 2 : 1; }
+int QuantizedMatrix::scale_bytes() const { return scale_type_bits(traits().scale_type) / 8; }
+
+int64_t QuantizedMatrix::group_begin(int64_t g) const {
+  const int gs = traits().group_size;
+  return gs == 0 ? 0 : g * gs;
+}
+
+int64_t QuantizedMatrix::group_length(int64_t g) const {
+  const int gs = traits().group_size;
+  if (gs == 0) return cols;
+  const int64_t begin = g * gs;
+  return begin + gs <= cols ? gs : cols - begin;
+}
+
+uint16_t QuantizedMatrix::code(int64_t row, int64_t col) const {
+  const size_t i = static_cast<size_t>(row * cols + col);
+  if (code_bytes() == 1) return codes[i];
+  return static_cast<uint16_t>(codes[2 * i] | (codes[2 * i + 1] << 8));
+}
+
+void QuantizedMatrix::set_code(int64_t row, int64_t col, uint16_t c) {
+  const size_t i = static_cast<size_t>(row * cols + col);
+  if (code_bytes() == 1) {
+    codes[i] = static_cast<uint8_t>(c);
+  } else {
+    codes[2 * i] = static_cast<uint8_t>(c & 0xFF);
+    codes[2 * i + 1] = static_cast<uint8_t>(c >> 8);
+  }
+}
+
+GroupParams QuantizedMatrix::params(int64_t row, int64_t group) const {
+  const WeightFormatTraits& f = traits();
+  if (f.scale_type == S::None) return GroupParams{};
+  const size_t i = static_cast<size_t>(row * groups + group);
+  const int nb = scale_bytes();
+  uint32_t bits = 0;
+  for (int b = 0; b < nb; ++b) bits |= static_cast<uint32_t>(scales[i * nb + b]) << (8 * b);
+  const int32_t zero = zeros.empty() ? 0 : zeros[i];
+  return group_params_from_stored(f, bits, zero, tensor_scale);
+}
+
+void QuantizedMatrix::set_params(int64_t row, int64_t group, const GroupParams& p) {
+  const WeightFormatTraits& f = traits();
+  if (f.scale_type == S::None) return;
+  const size_t i = static_cast<size_t>(row * groups + group);
+  const int nb = scale_bytes();
+  for (int b = 0; b < nb; ++b) scales[i * nb + b] = static_cast<uint8_t>(p.scale_bits >> (8 * b));
+  if (!zeros.empty()) zeros[i] = static_cast<int8_t>(p.zero);
+}
+
+QuantizedMatrix make_quantized_matrix(WeightFormatId format, int64_t rows, int64_t cols) {
+  const WeightFormatTraits& f = weight_format(format);
+  check(rows >= 0 && cols >= 0, f.name, "negative matrix shape");
+  QuantizedMatrix q;
+  q.format = format;
+  q.rows = rows;
+  q.cols = cols;
+  q.groups = groups_per_row(f, cols);
+  q.codes.assign(static_cast<size_t>(rows * cols * q.code_bytes()), 0);
+  q.scales.assign(static_cast<size_t>(rows * q.groups * q.scale_bytes()), 0);
+  if (!f.symmetric) q.zeros.assign(static_cast<size_t>(rows * q.groups), 0);
+  return q;
+}
+
+void dequantize(const QuantizedMatrix& q, float* out) {
+  const WeightFormatTraits& f = q.traits();
+  const int64_t groups = std::max<int64_t>(q.groups, 1);  // kept weights: one pseudo-group
+  for (int64_t r = 0; r < q.rows; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const GroupParams p = q.params(r, g);
+      const int64_t begin = q.groups == 0 ? 0 : q.group_begin(g);
+      const int64_t len = q.groups == 0 ? q.cols : q.group_length(g);
+      for (int64_t c = begin; c < begin + len; ++c) {
+        out[r * q.cols + c] = f.decode(f, q.code(r, c), p);
+      }
+    }
+  }
+}
+
+}  // namespace mpq
