@@ -13,6 +13,7 @@
 namespace mpq {
 
 class Tokenizer;
+struct QuantizedMatrix;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -65,12 +66,19 @@ class LinearWeights {
   // Name of the weight format ("f32", "int4_g128", ...) and bytes of weight storage.
   virtual std::string format_name() const = 0;
   virtual uint64_t storage_bytes() const = 0;
+  // The quantized form, for weights of a quantized format (nullptr for dense fp32).
+  virtual const QuantizedMatrix* quantized() const { return nullptr; }
 };
 
 // Dense fp32 weights; the product goes through sgemm (OpenBLAS). The storage can be shared (the
 // output head of a tied-embedding model views the embedding matrix).
 std::unique_ptr<LinearWeights> make_dense_f32_weights(std::shared_ptr<const std::vector<float>> w,
                                                       int64_t out_features, int64_t in_features);
+
+// Quantized weights (any format of format/weight_format.h). For now they run as the decoded fp32
+// matrix through sgemm ("fake quantization": exactly the quantized model's arithmetic, at fp32
+// speed and memory); packed kernels are a later step.
+std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q);
 
 struct Linear {
   std::string name;                       // HF tensor name without ".weight"

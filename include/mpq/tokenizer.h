@@ -89,4 +89,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path,
                                           const std::string& tokenizer_path = "",
                                           int32_t llama2c_vocab_size = 0);
 
+// Writes `spec` as a GGUF file holding only tokenizer metadata (tokenizer.ggml.* keys, plus
+// tokenizer.mpq.pre_regexes so that any pre-tokenizer round-trips). Quantized model directories
+// made from GGUF or llama2.c sources carry their tokenizer this way. Written atomically.
+void write_tokenizer_gguf(const TokenizerSpec& spec, const std::string& path);
+
 }  // namespace mpq

@@ -22,6 +22,16 @@ struct Checkpoint {
   // Tensors under Hugging Face names ("model.layers.0.self_attn.q_proj.weight", ...), shapes
   // outermost first.
   std::map<std::string, TensorRecord> tensors;
+  // Every tensor of a safetensors checkpoint, whatever its dtype (quantized checkpoints hold U8,
+  // F8_E4M3, I32 tensors that are not weights by themselves): name -> raw view.
+  struct RawTensor {
+    std::string dtype;           // safetensors dtype name
+    std::vector<int64_t> shape;  // outermost first
+    const uint8_t* data = nullptr;
+    uint64_t nbytes = 0;
+    std::string file;            // the file holding it
+  };
+  std::map<std::string, RawTensor> raw;
   // True when q_proj/k_proj rows are in the interleaved (Meta / GGUF-llama) RoPE order rather
   // than Hugging Face's rotate-half order; the model builder permutes them.
   bool qk_rope_interleaved = false;

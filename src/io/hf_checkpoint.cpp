@@ -41,10 +41,13 @@ json read_json_file(const std::string& path) {
 void add_tensors(Checkpoint& ck, const std::shared_ptr<const SafetensorsFile>& file,
                  const std::string& index_path) {
   for (const SafetensorsTensor& t : file->tensors()) {
-    auto [it, inserted] = ck.tensors.emplace(t.name, file->record(t));
+    auto [it, inserted] = ck.raw.emplace(t.name, Checkpoint::RawTensor{t.dtype, t.shape, t.data, t.nbytes, file->path()});
     if (!inserted)
       fail(index_path,
            "tensor '" + t.name + "' is in two shards: " + it->second.file + " and " + file->path());
+    // Tensors of types mpq reads as weights are also records; the others (U8, F8_E4M3, ...) are
+    // parts of quantized modules, read through `raw`.
+    if (t.type) ck.tensors.emplace(t.name, file->record(t));
   }
   ck.owners.push_back(file);
 }

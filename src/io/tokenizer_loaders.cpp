@@ -79,9 +79,13 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& gguf) {
     spec.add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token", false);
     spec.add_space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix", false);
     spec.pre_name = gguf.get_string("tokenizer.ggml.pre", "default");
-    // Unknown names are refused rather than guessed: a wrong split silently changes every token
-    // count and so every perplexity we would report.
-    if (!tok::pre_regexes_for(spec.pre_name, spec.pre_regexes, spec.ignore_merges)) {
+    // Tokenizer files written by mpq carry their regexes explicitly (a tokenizer.json source may
+    // have a pre-tokenizer without a llama.cpp name). Otherwise unknown names are refused rather
+    // than guessed: a wrong split silently changes every token count and so every perplexity.
+    if (gguf.has("tokenizer.mpq.pre_regexes")) {
+      spec.pre_regexes = gguf.get_string_array("tokenizer.mpq.pre_regexes");
+      spec.ignore_merges = gguf.get_bool("tokenizer.mpq.ignore_merges", false);
+    } else if (!tok::pre_regexes_for(spec.pre_name, spec.pre_regexes, spec.ignore_merges)) {
       fail(path, "unsupported tokenizer.ggml.pre '" + spec.pre_name +
                      "' (known: default, gpt2, llama3/llama-bpe, qwen2, smollm, starcoder, "
                      "refact, deepseek-llm and their aliases)");
@@ -207,9 +211,17 @@ namespace {
 
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path, int32_t vocab_size) {
   if (fs::is_directory(path)) {
+    // A Hugging Face directory has tokenizer.json; one written by mpq from a GGUF or llama2.c
+    // source has tokenizer.gguf (the exact vocabulary, merges and regexes, see
+    // write_tokenizer_gguf).
     const std::string json = (fs::path(path) / "tokenizer.json").string();
-    if (!fs::exists(json)) fail(path, "directory has no tokenizer.json");
-    return std::make_unique<Tokenizer>(tokenizer_spec_from_hf_json(json), json);
+    const std::string gguf_path = (fs::path(path) / "tokenizer.gguf").string();
+    if (fs::exists(json)) return std::make_unique<Tokenizer>(tokenizer_spec_from_hf_json(json), json);
+    if (fs::exists(gguf_path)) {
+      GgufFile gguf(gguf_path);
+      return std::make_unique<Tokenizer>(tokenizer_spec_from_gguf(gguf), gguf_path);
+    }
+    fail(path, "directory has no tokenizer.json (nor an mpq tokenizer.gguf)");
   }
   if (!fs::exists(path)) fail(path, "no such file or directory");
   if (is_gguf(path)) {
@@ -254,6 +266,38 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path,
     llama2c_vocab_size = llama2c_checkpoint_vocab(model_path);
   }
   return load_tokenizer_file(tokenizer_path, llama2c_vocab_size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing a tokenizer as GGUF metadata
+
+void write_tokenizer_gguf(const TokenizerSpec& spec, const std::string& path) {
+  GgufWriter w(path);
+  const bool spm = spec.kind == TokenizerSpec::Kind::SentencePiece;
+  w.set("general.architecture", gguf_string("tokenizer"));
+  w.set("tokenizer.ggml.model", gguf_string(spm ? "llama" : "gpt2"));
+  w.set("tokenizer.ggml.tokens", gguf_string_array(spec.tokens));
+  if (!spec.scores.empty()) w.set("tokenizer.ggml.scores", gguf_f32_array(spec.scores));
+  std::vector<int32_t> types;
+  for (TokenType t : spec.token_types) types.push_back(static_cast<int32_t>(t));
+  w.set("tokenizer.ggml.token_type", gguf_i32_array(types));
+  if (!spm) {
+    w.set("tokenizer.ggml.merges", gguf_string_array(spec.merges));
+    w.set("tokenizer.ggml.pre", gguf_string(spec.pre_name.empty() ? "default" : spec.pre_name));
+    w.set("tokenizer.mpq.pre_regexes", gguf_string_array(spec.pre_regexes));
+    w.set("tokenizer.mpq.ignore_merges", gguf_bool(spec.ignore_merges));
+  }
+  auto set_id = [&](const char* key, int32_t id) {
+    if (id >= 0) w.set(key, gguf_u32(static_cast<uint32_t>(id)));
+  };
+  set_id("tokenizer.ggml.bos_token_id", spec.bos_id);
+  set_id("tokenizer.ggml.eos_token_id", spec.eos_id);
+  set_id("tokenizer.ggml.unknown_token_id", spec.unk_id);
+  set_id("tokenizer.ggml.padding_token_id", spec.pad_id);
+  w.set("tokenizer.ggml.add_bos_token", gguf_bool(spec.add_bos));
+  w.set("tokenizer.ggml.add_eos_token", gguf_bool(spec.add_eos));
+  w.set("tokenizer.ggml.add_space_prefix", gguf_bool(spec.add_space_prefix));
+  w.finish();
 }
 
 }  // namespace mpq

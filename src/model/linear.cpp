@@ -1,3 +1,4 @@
+#include "format/weight_format.h"
 #include "kernel/matmul_f32.h"
 #include "mpq/model.h"
 
@@ -31,7 +32,32 @@ class DenseF32Weights final : public LinearWeights {
   int64_t in_;
 };
 
+// A quantized matrix, run through its decoded fp32 copy.
+class QuantizedWeights final : public LinearWeights {
+ public:
+  explicit QuantizedWeights(QuantizedMatrix q) : q_(std::move(q)), decoded_(q_.rows * q_.cols) {
+    dequantize(q_, decoded_.data());
+  }
+  int64_t out_features() const override { return q_.rows; }
+  int64_t in_features() const override { return q_.cols; }
+  void forward(const float* x, int64_t n_tokens, float* y) const override {
+    matmul_f32(x, n_tokens, decoded_.data(), q_.rows, q_.cols, y);
+  }
+  void to_f32(float* dst) const override { std::copy(decoded_.begin(), decoded_.end(), dst); }
+  std::string format_name() const override { return q_.traits().name; }
+  uint64_t storage_bytes() const override { return (storage_bits(q_.format, q_.rows, q_.cols) + 7) / 8; }
+  const QuantizedMatrix* quantized() const override { return &q_; }
+
+ private:
+  QuantizedMatrix q_;           // the stored form
+  std::vector<float> decoded_;  // [rows, cols] fp32, what the forward pass multiplies by
+};
+
 }  // namespace
+
+std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q) {
+  return std::make_unique<QuantizedWeights>(std::move(q));
+}
 
 std::unique_ptr<LinearWeights> make_dense_f32_weights(std::shared_ptr<const std::vector<float>> w,
                                                       int64_t out_features, int64_t in_features) {

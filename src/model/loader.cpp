@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "io/checkpoint.h"
+#include "io/compressed_tensors.h"
+#include "format/weight_format.h"
 #include "model/config.h"
 #include "mpq/error.h"
 #include "mpq/model.h"
@@ -51,15 +53,37 @@ class TensorReader {
 
   bool has(const std::string& name) const { return ck_.tensors.count(name) != 0; }
 
+  // A quantized module (compressed-tensors layout) of `format`, [rows, cols].
+  QuantizedMatrix read_quantized(const std::string& module, WeightFormatId format, int64_t rows, int64_t cols) const {
+    std::map<std::string, StoredTensor> fetched;
+    std::string where = ck_.path;
+    auto find = [&](const std::string& name) -> const StoredTensor* {
+      auto it = ck_.raw.find(name);
+      if (it == ck_.raw.end()) return nullptr;
+      used_.insert(name);
+      where = it->second.file;
+      const auto& raw = it->second;
+      auto& t = fetched[name];
+      t = {name, raw.dtype, raw.shape, std::vector<uint8_t>(raw.data, raw.data + raw.nbytes)};
+      return &t;
+    };
+    // Messages name the safetensors file once a tensor of the module was found in it.
+    const auto* any = ck_.raw.count(module + ".weight_scale") ? &ck_.raw.at(module + ".weight_scale") : nullptr;
+    if (any != nullptr) where = any->file;
+    return decode_module(module, format, rows, cols, find, where);
+  }
+
   // Every tensor of the checkpoint must have been read: a weight that nothing uses means the
   // config does not describe the file (a bias flag missing, another architecture), and running
   // without it would give silently wrong results.
   void check_all_used(const std::string& arch) const {
-    for (const auto& [name, record] : ck_.tensors) {
-      if (used_.count(name) || name.ends_with("rotary_emb.inv_freq")) continue;
-      fail(record.file, "tensor '" + name + "' is not used by a " + arch +
-                            " model with this config (a missing config flag, or another architecture?)");
-    }
+    auto check = [&](const std::string& name, const std::string& file) {
+      if (used_.count(name) || name.ends_with("rotary_emb.inv_freq")) return;
+      fail(file, "tensor '" + name + "' is not used by a " + arch +
+                     " model with this config (a missing config flag, or another architecture?)");
+    };
+    for (const auto& [name, record] : ck_.tensors) check(name, record.file);
+    for (const auto& [name, raw] : ck_.raw) check(name, raw.file);
   }
 
   // The tensor decoded to fp32; its shape must equal `shape` (a 1-D tensor of n values also
@@ -102,6 +126,33 @@ std::vector<float> deinterleave_rope_rows(const std::vector<float>& w, int n_hea
         std::copy_n(&w[src * cols], cols, &out[dst * cols]);
       }
     }
+  }
+  return out;
+}
+
+// The modules stored quantized by mpq (config.json: quantization_config.mpq.modules) and their
+// formats. A quantization_config without that record came from another tool: refused clearly.
+std::map<std::string, WeightFormatId> quantized_module_formats(const Checkpoint& ck, const std::string& path) {
+  std::map<std::string, WeightFormatId> out;
+  auto qc = ck.config.find("quantization_config");
+  if (qc == ck.config.end() || qc->is_null()) return out;
+  const std::string where = path + "/config.json";
+  const nlohmann::json* modules = nullptr;
+  if (qc->is_object() && qc->contains("mpq") && (*qc)["mpq"].is_object() && (*qc)["mpq"].contains("modules")) {
+    modules = &(*qc)["mpq"]["modules"];
+  }
+  if (modules == nullptr || !modules->is_object()) {
+    fail(where, "quantization_config has no mpq module list: only quantized models written by mpq "
+                "can be loaded so far");
+  }
+  for (const auto& [module, entry] : modules->items()) {
+    if (!entry.is_object() || !entry.contains("format") || !entry["format"].is_string()) {
+      fail(where, "quantization_config.mpq.modules['" + module + "'] has no format");
+    }
+    const std::string name = entry["format"].get<std::string>();
+    auto id = weight_format_from_name(name);
+    if (!id) fail(where, "module '" + module + "' declares unknown weight format '" + name + "'");
+    out[module] = *id;
   }
   return out;
 }
@@ -155,6 +206,13 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   const int64_t in_dims[kLinearKinds] = {c.dim, c.dim, c.dim, c.q_dim(), c.dim, c.dim, c.ffn_dim};
   const char* const prefixes[kLinearKinds] = {"self_attn.", "self_attn.", "self_attn.", "self_attn.",
                                               "mlp.",       "mlp.",       "mlp."};
+  auto read_bias = [&](Linear& linear, int kind) {
+    const bool has_bias = kind <= static_cast<int>(LinearKind::V) ? c.qkv_bias
+                          : kind == static_cast<int>(LinearKind::O) ? c.o_bias
+                                                                    : c.mlp_bias;
+    if (has_bias) linear.bias = reader.read(linear.name + ".bias", {out_dims[kind]});
+  };
+  std::map<std::string, WeightFormatId> quantized_modules = quantized_module_formats(ck, path);
   model.layers.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     DecoderLayer& layer = model.layers[l];
@@ -168,21 +226,23 @@ Model load_model(const std::string& path, const LoadOptions& options) {
     for (int kind = 0; kind < kLinearKinds; ++kind) {
       Linear& linear = layer.linear[kind];
       linear.name = base + prefixes[kind] + linear_kind_name(static_cast<LinearKind>(kind));
+      if (auto it = quantized_modules.find(linear.name); it != quantized_modules.end()) {
+        // Stored by mpq in a quantized format: already in rotate-half order.
+        linear.weights = make_quantized_weights(
+            reader.read_quantized(linear.name, it->second, out_dims[kind], in_dims[kind]));
+        quantized_modules.erase(it);
+        read_bias(linear, kind);
+        continue;
+      }
       std::vector<float> w = reader.read(linear.name + ".weight", {out_dims[kind], in_dims[kind]});
       const bool is_q = kind == static_cast<int>(LinearKind::Q);
       const bool is_k = kind == static_cast<int>(LinearKind::K);
       if (ck.qk_rope_interleaved && (is_q || is_k)) {
         w = deinterleave_rope_rows(w, is_q ? c.n_heads : c.n_kv_heads, c.head_dim, in_dims[kind]);
       }
-      const bool has_bias = kind <= static_cast<int>(LinearKind::V) ? c.qkv_bias
-                            : kind == static_cast<int>(LinearKind::O) ? c.o_bias
-                                                                      : c.mlp_bias;
-      if (has_bias) {
-        linear.bias = reader.read(linear.name + ".bias", {out_dims[kind]});
-        if (ck.qk_rope_interleaved && (is_q || is_k)) {
-          linear.bias = deinterleave_rope_rows(linear.bias, is_q ? c.n_heads : c.n_kv_heads,
-                                               c.head_dim, 1);
-        }
+      read_bias(linear, kind);
+      if (ck.qk_rope_interleaved && (is_q || is_k) && !linear.bias.empty()) {
+        linear.bias = deinterleave_rope_rows(linear.bias, is_q ? c.n_heads : c.n_kv_heads, c.head_dim, 1);
       }
       linear.weights = make_dense_f32_weights(
           std::make_shared<const std::vector<float>>(std::move(w)), out_dims[kind], in_dims[kind]);
@@ -198,6 +258,10 @@ Model load_model(const std::string& path, const LoadOptions& options) {
     c.tied_embeddings = *head == *model.embedding;
     model.lm_head.weights =
         make_dense_f32_weights(c.tied_embeddings ? model.embedding : head, c.vocab_size, c.dim);
+  }
+  if (!quantized_modules.empty()) {
+    fail(path, "quantization_config names module '" + quantized_modules.begin()->first +
+                   "', which this model does not have");
   }
   reader.check_all_used(c.arch);
   if (options.need_tokenizer || !options.tokenizer_path.empty()) {
