@@ -216,12 +216,17 @@ TEST(HfCheckpoint, ShardedErrorsNameTheFile) {
   EXPECT_EQ(ck.config, json::parse(R"({"model_type": "llama", "tie_word_embeddings": true})"));
   EXPECT_EQ(ck.tensors.count("lm_head.weight"), 0u);  // tied: fine
 
-  // A dtype mpq does not read fails with a clear message.
+  // A dtype mpq does not read as weights (parts of quantized modules) is kept as a raw view only;
+  // the model builder refuses it unless a quantized module uses it.
   SafetensorsWriter w;
   const uint8_t bytes[2] = {1, 2};
   w.add("q", "U8", {2}, bytes, 2);
   w.write(dir.file("model.safetensors"));
-  expect_error(open, {dir.file("model.safetensors"), "unsupported dtype 'U8'"});
+  const Checkpoint single = open_hf_checkpoint(dir.str());
+  EXPECT_EQ(single.tensors.count("q"), 0u);
+  ASSERT_EQ(single.raw.count("q"), 1u);
+  EXPECT_EQ(single.raw.at("q").dtype, "U8");
+  EXPECT_EQ(single.raw.at("q").nbytes, 2u);
 }
 
 // --- the real stories260K model --------------------------------------------------------------

@@ -1,0 +1,73 @@
+// Quantizing a whole model and writing it as a Hugging Face directory with compressed-tensors
+// weights.
+//
+// Only the Linear layers of the decoder blocks are quantized (never norms); the embedding and
+// the output head keep their precision. Quantizers that need calibration (gptq; rtn_clip uses the
+// importance matrix when calibration text is given) run sequentially, GPTQ style: layer k is
+// calibrated on the outputs of the already-quantized layers 0..k-1 (calib/calibration.h).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "calib/calibration.h"
+#include "format/weight_format.h"
+#include "mpq/model.h"
+
+namespace mpq {
+
+enum class Quantizer { Rtn, RtnClip, Gptq, Hqq };
+const char* quantizer_name(Quantizer q);
+
+// "FORMAT[:QUANTIZER]" (e.g. "int4_g128:gptq"; the quantizer defaults to rtn).
+struct Scheme {
+  WeightFormatId format = WeightFormatId::Int4_G128;
+  Quantizer quantizer = Quantizer::Rtn;
+  std::string name() const;  // canonical "format:quantizer"
+};
+// Throws mpq::Error naming `where` and listing the valid names on an unknown format/quantizer.
+Scheme parse_scheme(const std::string& text, const std::string& where = "--scheme");
+
+// What each Linear module gets.
+struct ModuleChoice {
+  WeightFormatId format;
+  Quantizer quantizer;
+};
+
+struct QuantizeOptions {
+  CalibrationOptions calibration;  // used when a quantizer needs it and text_paths is non-empty
+  bool progress = true;            // progress lines on stderr
+};
+
+struct ModuleReport {
+  std::string format;        // weight format name
+  std::string quantizer;     // quantizer name
+  double output_error = -1;  // tr(ΔW H ΔWᵀ) / rows when calibration statistics exist, else -1
+  double seconds = 0;        // time spent quantizing this module
+};
+
+struct QuantizeReport {
+  std::map<std::string, ModuleReport> modules;  // by module name
+  double seconds = 0;                           // whole run, calibration included
+  double bits_per_weight = 0;                   // over the quantized Linear weights, exact
+  uint64_t linear_weights = 0;                  // number of Linear weights quantized
+  nlohmann::json to_json() const;
+};
+
+// Quantizes every decoder Linear layer of `model` in place: `choose(module name, layer, kind)`
+// says what each gets. Throws mpq::Error when a quantizer needs calibration and none is given.
+QuantizeReport quantize_model(
+    Model& model, const std::function<ModuleChoice(const std::string&, int, LinearKind)>& choose,
+    const QuantizeOptions& options);
+
+// Writes `model` (quantized or not) to `out_dir`: config.json with quantization_config,
+// model.safetensors, the tokenizer (tokenizer.gguf; plus tokenizer.json copied from a Hugging
+// Face source), and mpq_report.json. The directory is built under "<out_dir>.tmp" and renamed
+// into place; refuses to overwrite the model's own source.
+void write_quantized_model(const Model& model, const QuantizeReport& report, const std::string& out_dir,
+                           const nlohmann::json& provenance);
+
+}  // namespace mpq

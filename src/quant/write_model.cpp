@@ -1,0 +1,163 @@
+// Writing a (quantized) model as a Hugging Face directory: config.json with a compressed-tensors
+// quantization_config, model.safetensors, the tokenizer and a report.
+#include <filesystem>
+#include <fstream>
+
+#include "io/compressed_tensors.h"
+#include "io/safetensors.h"
+#include "mpq/error.h"
+#include "mpq/tokenizer.h"
+#include "quant/quantize_model.h"
+
+namespace mpq {
+namespace fs = std::filesystem;
+namespace {
+
+// config.json keys of a ModelConfig (Hugging Face names).
+nlohmann::json hf_config(const ModelConfig& c) {
+  static const std::map<std::string, std::string> kArchitectures = {
+      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+  nlohmann::json j = {{"model_type", c.arch},
+                      {"architectures", {kArchitectures.at(c.arch)}},
+                      {"hidden_size", c.dim},
+                      {"intermediate_size", c.ffn_dim},
+                      {"num_hidden_layers", c.n_layers},
+                      {"num_attention_heads", c.n_heads},
+                      {"num_key_value_heads", c.n_kv_heads},
+                      {"head_dim", c.head_dim},
+                      {"vocab_size", c.vocab_size},
+                      {"max_position_embeddings", c.max_context},
+                      {"rms_norm_eps", c.rms_eps},
+                      {"rope_theta", c.rope_theta},
+                      {"hidden_act", "silu"},
+                      {"tie_word_embeddings", c.tied_embeddings},
+                      {"torch_dtype", "float32"}};
+  if (c.arch == "llama") {
+    j["attention_bias"] = c.qkv_bias;
+    j["mlp_bias"] = c.mlp_bias;
+  }
+  if (c.rope_linear_factor != 1.f) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_linear_factor}};
+  if (c.sliding_window > 0) {
+    j["sliding_window"] = c.sliding_window;
+    j["use_sliding_window"] = true;
+  }
+  return j;
+}
+
+void add_f32(SafetensorsWriter& w, const std::string& name, const std::vector<float>& v,
+             std::vector<int64_t> shape) {
+  w.add(name, DType::F32, shape, v.data(), v.size() * sizeof(float));
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  if (!out) fail(path, "cannot write");
+}
+
+}  // namespace
+
+void write_quantized_model(const Model& model, const QuantizeReport& report, const std::string& out_dir,
+                           const nlohmann::json& provenance) {
+  const ModelConfig& c = model.config;
+  std::error_code ec;
+  if (fs::exists(out_dir, ec) && fs::equivalent(out_dir, model.source_path, ec)) {
+    fail(out_dir, "is the model being quantized: refusing to overwrite an input");
+  }
+  const std::string tmp = out_dir + ".tmp";
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) fail(tmp, "cannot create directory: " + ec.message());
+
+  SafetensorsWriter st;
+  add_f32(st, "model.embed_tokens.weight", *model.embedding, {c.vocab_size, c.dim});
+  add_f32(st, "model.norm.weight", model.final_norm, {c.dim});
+  if (!c.tied_embeddings) {
+    std::vector<float> head(static_cast<size_t>(c.vocab_size) * c.dim);
+    model.lm_head.weights->to_f32(head.data());
+    add_f32(st, "lm_head.weight", head, {c.vocab_size, c.dim});
+  }
+  if (!c.rope_freq_divisors.empty()) add_f32(st, "model.rope_freqs", c.rope_freq_divisors, {c.head_dim / 2});
+  // Per format, the modules that use it (compressed-tensors config groups).
+  std::map<std::string, std::vector<std::string>> modules_by_format;
+  nlohmann::json mpq_modules = nlohmann::json::object();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const DecoderLayer& layer = model.layers[l];
+    const std::string base = "model.layers." + std::to_string(l) + ".";
+    add_f32(st, base + "input_layernorm.weight", layer.attn_norm, {c.dim});
+    add_f32(st, base + "post_attention_layernorm.weight", layer.ffn_norm, {c.dim});
+    if (c.qk_norm) {
+      add_f32(st, base + "self_attn.q_norm.weight", layer.q_norm, {c.head_dim});
+      add_f32(st, base + "self_attn.k_norm.weight", layer.k_norm, {c.head_dim});
+    }
+    for (const Linear& linear : layer.linear) {
+      const int64_t rows = linear.weights->out_features(), cols = linear.weights->in_features();
+      if (!linear.bias.empty()) add_f32(st, linear.name + ".bias", linear.bias, {rows});
+      const QuantizedMatrix* q = linear.weights->quantized();
+      if (q == nullptr) {
+        std::vector<float> w(rows * cols);
+        linear.weights->to_f32(w.data());
+        add_f32(st, linear.name + ".weight", w, {rows, cols});
+        continue;
+      }
+      for (const StoredTensor& t : encode_module(linear.name, *q)) {
+        st.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
+      }
+      modules_by_format[q->traits().name].push_back(linear.name);
+      auto it = report.modules.find(linear.name);
+      mpq_modules[linear.name] = {{"format", q->traits().name},
+                                  {"quantizer", it == report.modules.end() ? "" : it->second.quantizer}};
+    }
+  }
+  st.set_metadata("format", "pt");
+  st.write(tmp + "/model.safetensors");
+
+  nlohmann::json config = hf_config(c);
+  if (!modules_by_format.empty()) {
+    nlohmann::json groups = nlohmann::json::object();
+    nlohmann::json ignore = nlohmann::json::array({"lm_head"});
+    std::string format_name;
+    int index = 0;
+    for (const auto& [format, modules] : modules_by_format) {
+      const WeightFormatId id = *weight_format_from_name(format);
+      if (weight_format(id).value_kind == ValueKind::Half) {
+        for (const auto& m : modules) ignore.push_back(m);
+        continue;
+      }
+      groups["group_" + std::to_string(index++)] = {{"targets", modules},
+                                                     {"weights", compressed_tensors_weight_args(id)},
+                                                     {"input_activations", nullptr},
+                                                     {"output_activations", nullptr}};
+      const std::string f = compressed_tensors_format(id);
+      format_name = format_name.empty() || format_name == f ? f : "mixed-precision";
+    }
+    config["quantization_config"] = {{"quant_method", "compressed-tensors"},
+                                     {"format", format_name.empty() ? "dense" : format_name},
+                                     {"quantization_status", "compressed"},
+                                     {"config_groups", groups},
+                                     {"ignore", ignore},
+                                     {"kv_cache_scheme", nullptr},
+                                     // mpq's own record: the exact format of every module.
+                                     {"mpq", {{"version", 1}, {"modules", mpq_modules}}}};
+  }
+  write_text(tmp + "/config.json", config.dump(2) + "\n");
+  if (model.tokenizer) {
+    write_tokenizer_gguf(model.tokenizer->spec(), tmp + "/tokenizer.gguf");
+    if (model.source_layout == "hf") {
+      for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+        const fs::path src = fs::path(model.source_path) / name;
+        if (fs::exists(src)) fs::copy_file(src, fs::path(tmp) / name, fs::copy_options::overwrite_existing);
+      }
+    }
+  }
+  nlohmann::json report_json = report.to_json();
+  report_json["provenance"] = provenance;
+  write_text(tmp + "/mpq_report.json", report_json.dump(2) + "\n");
+
+  // Replace any previous output only now that the new one is complete.
+  if (fs::exists(out_dir, ec)) fs::remove_all(out_dir, ec);
+  fs::rename(tmp, out_dir, ec);
+  if (ec) fail(out_dir, "cannot move " + tmp + " into place: " + ec.message());
+}
+
+}  // namespace mpq

@@ -1,0 +1,77 @@
+// mpq quantize: a uniform scheme over every decoder Linear layer, written as a Hugging Face
+// directory with compressed-tensors weights.
+#include <cstdio>
+#include <filesystem>
+
+#include "command.h"
+#include "common.h"
+#include "mpq/error.h"
+#include "quant/quantize_model.h"
+
+namespace mpq::cli {
+namespace {
+
+struct QuantizeArgs {
+  ModelArgs model;
+  std::string scheme;
+  std::vector<std::string> calib;
+  int calib_samples = 64;
+  int calib_len = 512;
+  uint64_t seed = 0;
+  std::string out;
+  bool json = false;
+};
+
+int run_quantize(const QuantizeArgs& args) {
+  const Scheme scheme = parse_scheme(args.scheme);
+  Model model = load_model_from_args(args.model);
+  QuantizeOptions options;
+  options.calibration.text_paths = args.calib;
+  // WikiText-2 validation text is the default calibration set (never the test split).
+  if (options.calibration.text_paths.empty() &&
+      (scheme.quantizer == Quantizer::Gptq || scheme.quantizer == Quantizer::RtnClip)) {
+    if (std::filesystem::exists(MPQ_DEFAULT_CALIB)) options.calibration.text_paths = {MPQ_DEFAULT_CALIB};
+  }
+  options.calibration.n_samples = args.calib_samples;
+  options.calibration.seq_len = args.calib_len;
+  options.calibration.seed = args.seed;
+  const QuantizeReport report = quantize_model(
+      model, [&](const std::string&, int, LinearKind) { return ModuleChoice{scheme.format, scheme.quantizer}; },
+      options);
+  nlohmann::json provenance = {{"source", args.model.path},
+                               {"scheme", scheme.name()},
+                               {"calibration", options.calibration.text_paths},
+                               {"calib_samples", args.calib_samples},
+                               {"calib_len", args.calib_len},
+                               {"seed", args.seed}};
+  write_quantized_model(model, report, args.out, provenance);
+  uint64_t file_bytes = std::filesystem::file_size(args.out + "/model.safetensors");
+  if (args.json) {
+    print_json({{"out", args.out}, {"scheme", scheme.name()}, {"bits_per_weight", report.bits_per_weight},
+                {"seconds", report.seconds}, {"file_bytes", file_bytes}});
+  } else {
+    std::printf("%s: %s, %.4f bits per Linear weight, model.safetensors %.1f MB, %.1f s\n", args.out.c_str(),
+                scheme.name().c_str(), report.bits_per_weight, file_bytes / 1e6, report.seconds);
+  }
+  return 0;
+}
+
+Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with one scheme", [](CLI::App& app) {
+                          auto args = std::make_shared<QuantizeArgs>();
+                          add_model_args(app, args->model);
+                          app.add_option("--scheme", args->scheme, "FORMAT[:QUANTIZER], e.g. int4_g128:gptq")
+                              ->required();
+                          app.add_option("--calib", args->calib,
+                                         "calibration text file(s) (default: WikiText-2 validation split)");
+                          app.add_option("--calib-samples", args->calib_samples, "calibration sequences")
+                              ->check(CLI::PositiveNumber);
+                          app.add_option("--calib-len", args->calib_len, "tokens per calibration sequence")
+                              ->check(CLI::Range(2, 1 << 20));
+                          app.add_option("--seed", args->seed, "calibration sampling seed");
+                          app.add_option("--out", args->out, "output directory")->required();
+                          app.add_flag("--json", args->json, "print JSON");
+                          return std::function<int()>([args] { return run_quantize(*args); });
+                        }}};
+
+}  // namespace
+}  // namespace mpq::cli
