@@ -25,13 +25,7 @@ using mpq::WeightFormatId;
 
 namespace {
 
-std::vector<float> gaussian(size_t n, uint64_t seed, float sigma = 1.f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.f, sigma);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using mpq::test::gaussian;
 
 // XᵀX of X = Z·A: Z [n, cols] Gaussian, A [cols, cols] = I + a random mixing, with a few columns
 // scaled up (outlier channels) so that H is far from diagonal and uneven.

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "test_util.h"
 #include "format/weight_format.h"
 #include "mpq/error.h"
 #include "quant/hqq.h"
@@ -16,22 +17,9 @@ using mpq::WeightFormatId;
 
 namespace {
 
-std::vector<float> gaussian(size_t n, uint64_t seed, float sigma) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.f, sigma);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using mpq::test::gaussian;
 
-// Student-t with 2 degrees of freedom (infinite variance): a few large outliers per group.
-std::vector<float> heavy_tailed(size_t n, uint64_t seed, float sigma) {
-  std::mt19937_64 rng(seed);
-  std::student_t_distribution<float> d(2.f);
-  std::vector<float> v(n);
-  for (float& x : v) x = sigma * d(rng);
-  return v;
-}
+using mpq::test::heavy_tailed;
 
 // Every code is the one the format's encoder gives under the stored parameters, and it is the
 // nearest representable value (no other code of the group's grid is closer to the weight).

@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace mpq::test {
 
@@ -64,6 +66,25 @@ inline RunResult run_mpq(const std::string& args, const TempDir& tmp) {
   r.out = slurp(out);
   r.err = slurp(err);
   return r;
+}
+
+// n values ~ N(0, sigma²), seeded (mt19937_64).
+inline std::vector<float> gaussian(size_t n, uint64_t seed, float sigma = 1.f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// n values sigma * Student-t with 2 degrees of freedom (infinite variance: a few large outliers
+// per group), seeded (mt19937_64).
+inline std::vector<float> heavy_tailed(size_t n, uint64_t seed, float sigma) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<float> d(2.f);
+  std::vector<float> v(n);
+  for (float& x : v) x = sigma * d(rng);
+  return v;
 }
 
 }  // namespace mpq::test

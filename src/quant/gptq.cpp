@@ -4,6 +4,8 @@
 // the column being quantized and every update of it are contiguous.
 #include "quant/gptq.h"
 
+#include "quant/check_input.h"
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -68,15 +70,6 @@ bool upper_cholesky_of_inverse(std::vector<double>& a, int n) {
   return true;
 }
 
-void check_finite(const WeightFormatTraits& f, const float* w, int64_t rows, int64_t cols) {
-  const int64_t n = rows * cols;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(w[i])) {
-      fail(f.name, "quantize_gptq: non-finite weight at row " + std::to_string(i / cols) +
-                       ", column " + std::to_string(i % cols));
-    }
-  }
-}
 
 }  // namespace
 
@@ -134,7 +127,7 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
           f.name, "quantize_gptq: clip search needs clip_steps >= 2 and 0 < clip_min <= clip_max");
   }
   check(options.threads >= 0, f.name, "quantize_gptq: threads must be >= 0");
-  check_finite(f, w, rows, cols);
+  check_quantizer_input(f, "quantize_gptq", w, rows, cols);
   const ThreadScope thread_scope(options.threads);
 
   QuantizedMatrix q = make_quantized_matrix(format, rows, cols);

@@ -7,6 +7,8 @@
 // own codec against the RTN parameters.
 #include "quant/hqq.h"
 
+#include "quant/check_input.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -202,18 +204,12 @@ double lp_error(const float* w, const QuantizedMatrix& q, double p) {
 QuantizedMatrix quantize_hqq(WeightFormatId format, const float* w, int64_t rows, int64_t cols,
                              const HqqOptions& options) {
   const WeightFormatTraits& f = weight_format(format);
-  check(rows > 0 && cols > 0, f.name, "quantize_hqq: empty matrix");
+  check_quantizer_input(f, "quantize_hqq", w, rows, cols);
   check(options.lp_norm > 0.f && options.lp_norm <= 1.f, f.name,
         "quantize_hqq: lp_norm must be in (0, 1]");
   check(options.beta > 0.f && options.kappa >= 1.f && options.iterations >= 0, f.name,
         "quantize_hqq: needs beta > 0, kappa >= 1, iterations >= 0");
   const int64_t n = rows * cols;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(w[i])) {
-      fail(f.name, "quantize_hqq: non-finite weight at row " + std::to_string(i / cols) +
-                       ", column " + std::to_string(i % cols));
-    }
-  }
   QuantizedMatrix q = make_quantized_matrix(format, rows, cols);
   q.tensor_scale = compute_tensor_scale(f, w, n);
 

@@ -68,23 +68,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// tr(ΔW H ΔWᵀ) / rows for the weights before and after.
-double output_error(const std::vector<float>& w, const std::vector<float>& q, int64_t rows, int64_t cols,
-                    const std::vector<double>& xtx) {
-  double total = 0;
-#pragma omp parallel for reduction(+ : total)
-  for (int64_t r = 0; r < rows; ++r) {
-    std::vector<double> d(cols);
-    for (int64_t c = 0; c < cols; ++c) d[c] = static_cast<double>(w[r * cols + c]) - q[r * cols + c];
-    for (int64_t i = 0; i < cols; ++i) {
-      double row = 0;
-      for (int64_t j = 0; j < cols; ++j) row += xtx[i * cols + j] * d[j];
-      total += d[i] * row;
-    }
-  }
-  return total / rows;
-}
-
 // Quantizes one Linear in place.
 ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const InputStats* stats) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -116,12 +99,9 @@ ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const I
       break;
   }
   ModuleReport report{weight_format(choice.format).name, quantizer_name(choice.quantizer), -1, 0};
+  // tr(ΔW H ΔWᵀ) per output row: the layer-output error on the calibration inputs.
+  if (stats != nullptr) report.output_error = layer_output_error(w.data(), q, stats->xtx) / rows;
   linear.weights = make_quantized_weights(std::move(q));
-  if (stats != nullptr) {
-    std::vector<float> after(rows * cols);
-    linear.weights->to_f32(after.data());
-    report.output_error = output_error(w, after, rows, cols, stats->xtx);
-  }
   report.seconds = seconds_since(t0);
   return report;
 }

@@ -2,6 +2,8 @@
 // group's parameters. The per-group primitives live in format/weight_format.h.
 #include "quant/rtn.h"
 
+#include "quant/check_input.h"
+
 #include <cmath>
 #include <string>
 
@@ -12,14 +14,8 @@ namespace mpq {
 QuantizedMatrix quantize_rtn(WeightFormatId format, const float* w, int64_t rows, int64_t cols,
                              const RtnOptions& options) {
   const WeightFormatTraits& f = weight_format(format);
-  check(rows > 0 && cols > 0, f.name, "quantize_rtn: empty matrix");
+  check_quantizer_input(f, "quantize_rtn", w, rows, cols);
   const int64_t n = rows * cols;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(w[i])) {
-      fail(f.name, "quantize_rtn: non-finite weight at row " + std::to_string(i / cols) +
-                       ", column " + std::to_string(i % cols));
-    }
-  }
   QuantizedMatrix q = make_quantized_matrix(format, rows, cols);
   q.tensor_scale = compute_tensor_scale(f, w, n);
 
