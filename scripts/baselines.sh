@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Uniform baselines on the default model: every scheme x quantizer of the formats issue,
 # quantized (calibration: WikiText-2 validation split) and evaluated on WikiText-2 test
-# (llama.cpp protocol, first $CHUNKS chunks of 512 tokens) against the fp reference's logits.
+# (llama.cpp protocol, first $CHUNKS chunks of 512 tokens; 32 calibration sequences of 512 tokens) against the fp reference's logits.
 # Writes one JSON per run into $OUT and the Markdown table to $OUT/table.md.
 #   bash scripts/baselines.sh                 # all 28 runs
 #   SCHEMES="int4_g128" QUANTIZERS="rtn gptq" bash scripts/baselines.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-MPQ="$MPQ_BUILD/mpq"
+MPQ="${MPQ:-$MPQ_BUILD/mpq}"
 MODEL="${MODEL:-$MPQ_DEFAULT_MODEL}"
 TEXT="${TEXT:-$MPQ_ROOT/../shared/text/wikitext-2-raw-v1/wiki.test.raw}"
-CHUNKS="${CHUNKS:-60}"
+CHUNKS="${CHUNKS:-30}"
+CALIB_ARGS="${CALIB_ARGS:---calib-samples 32 --calib-len 512}"
 OUT="${OUT:-$MPQ_MODELS/baselines}"
 SCHEMES="${SCHEMES:-fp8_e4m3_channel int8_channel nvfp4 mxfp4 int4_g128 int3_g128 int2_g64}"
 QUANTIZERS="${QUANTIZERS:-rtn rtn_clip gptq hqq}"
@@ -22,7 +23,7 @@ for scheme in $SCHEMES; do
     name="$scheme-$quantizer"
     [ -f "$OUT/$name.ppl.json" ] && continue
     echo "== $name"
-    "$MPQ" quantize "$MODEL" --scheme "$scheme:$quantizer" --out "$OUT/$name" --json > "$OUT/$name.quant.json"
+    "$MPQ" quantize "$MODEL" --scheme "$scheme:$quantizer" $CALIB_ARGS --out "$OUT/$name" --json > "$OUT/$name.quant.json"
     "$MPQ" ppl "$OUT/$name" --text "$TEXT" --chunks "$CHUNKS" --kl-base "$OUT/ref.logits" --json > "$OUT/$name.ppl.json"
     rm -rf "${OUT:?}/$name"  # keep the numbers, not the 100+ MB directories
   done

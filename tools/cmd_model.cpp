@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <iostream>
 #include <sstream>
 
@@ -45,16 +46,32 @@ int run_info(const InfoArgs& args) {
     tensors.push_back({{"name", t.name}, {"dtype", t.dtype}, {"shape", t.shape}});
   }
   j["tensors"] = tensors;
+  // Weight format of the decoder's Linear layers (f32 for dense weights), with counts and bytes.
+  std::map<std::string, std::pair<int, uint64_t>> formats;
+  for (const DecoderLayer& layer : model.layers) {
+    for (const Linear& linear : layer.linear) {
+      auto& entry = formats[linear.weights->format_name()];
+      entry.first++;
+      entry.second += linear.weights->storage_bytes();
+    }
+  }
+  nlohmann::json formats_json = nlohmann::json::object();
+  std::string formats_text;
+  for (const auto& [name, entry] : formats) {
+    formats_json[name] = {{"modules", entry.first}, {"bytes", entry.second}};
+    formats_text += (formats_text.empty() ? "" : ", ") + name + " x" + std::to_string(entry.first);
+  }
+  j["linear_formats"] = formats_json;
   if (args.json) {
     print_json(j);
     return 0;
   }
   std::printf("%s (%s)\n  arch %s: %d layers, dim %d, ffn %d, heads %d/%d (head_dim %d), vocab %d, "
-              "ctx %d, rope_theta %g, %s embeddings\n  parameters: %lld\n  tensors (%zu):\n",
+              "ctx %d, rope_theta %g, %s embeddings\n  parameters: %lld\n  linear layers: %s\n  tensors (%zu):\n",
               model.source_path.c_str(), model.source_layout.c_str(), c.arch.c_str(), c.n_layers,
               c.dim, c.ffn_dim, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size, c.max_context,
               c.rope_theta, c.tied_embeddings ? "tied" : "separate",
-              static_cast<long long>(model.parameter_count()), model.source_tensors.size());
+              static_cast<long long>(model.parameter_count()), formats_text.c_str(), model.source_tensors.size());
   for (const auto& t : model.source_tensors) {
     std::string shape;
     for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? " x " : "") + std::to_string(t.shape[i]);

@@ -183,8 +183,12 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   ModelConfig& c = model.config;
   model.source_path = path;
   model.source_layout = ck.layout;
-  for (const auto& [name, record] : ck.tensors) {
-    model.source_tensors.push_back({name, dtype_name(record.dtype), record.shape});
+  if (!ck.raw.empty()) {  // safetensors: every tensor, quantized parts (U8, F8_E4M3, ...) too
+    for (const auto& [name, raw] : ck.raw) model.source_tensors.push_back({name, raw.dtype, raw.shape});
+  } else {
+    for (const auto& [name, record] : ck.tensors) {
+      model.source_tensors.push_back({name, dtype_name(record.dtype), record.shape});
+    }
   }
   // Layer order (layers.2 before layers.10), as a person reads the list.
   std::sort(model.source_tensors.begin(), model.source_tensors.end(),
