@@ -18,6 +18,8 @@ struct QuantizeArgs {
   int calib_samples = 64;
   int calib_len = 512;
   uint64_t seed = 0;
+  bool act_order = false;
+  double damp = 0.01;
   std::string out;
   bool json = false;
 };
@@ -35,6 +37,8 @@ int run_quantize(const QuantizeArgs& args) {
   options.calibration.n_samples = args.calib_samples;
   options.calibration.seq_len = args.calib_len;
   options.calibration.seed = args.seed;
+  options.gptq_act_order = args.act_order;
+  options.gptq_damp = args.damp;
   const QuantizeReport report = quantize_model(
       model, [&](const std::string&, int, LinearKind) { return ModuleChoice{scheme.format, scheme.quantizer}; },
       options);
@@ -43,7 +47,9 @@ int run_quantize(const QuantizeArgs& args) {
                                {"calibration", options.calibration.text_paths},
                                {"calib_samples", args.calib_samples},
                                {"calib_len", args.calib_len},
-                               {"seed", args.seed}};
+                               {"seed", args.seed},
+                               {"act_order", args.act_order},
+                               {"damp", args.damp}};
   write_quantized_model(model, report, args.out, provenance);
   uint64_t file_bytes = std::filesystem::file_size(args.out + "/model.safetensors");
   if (args.json) {
@@ -68,6 +74,10 @@ Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with on
                           app.add_option("--calib-len", args->calib_len, "tokens per calibration sequence")
                               ->check(CLI::Range(2, 1 << 20));
                           app.add_option("--seed", args->seed, "calibration sampling seed");
+                          app.add_flag("--act-order", args->act_order,
+                                       "GPTQ: quantize columns by descending Hessian diagonal");
+                          app.add_option("--damp", args->damp, "GPTQ: dampening (fraction of mean diag H)")
+                              ->check(CLI::Range(0.0, 10.0));
                           app.add_option("--out", args->out, "output directory")->required();
                           app.add_flag("--json", args->json, "print JSON");
                           return std::function<int()>([args] { return run_quantize(*args); });

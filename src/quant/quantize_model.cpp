@@ -69,7 +69,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // Quantizes one Linear in place.
-ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const InputStats* stats) {
+ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const InputStats* stats,
+                             const QuantizeOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t rows = linear.weights->out_features(), cols = linear.weights->in_features();
   std::vector<float> w(rows * cols);
@@ -92,7 +93,12 @@ ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const I
     }
     case Quantizer::Gptq:
       if (stats == nullptr) fail(linear.name, "gptq needs calibration data (--calib)");
-      q = quantize_gptq(choice.format, w.data(), rows, cols, stats->xtx);
+      {
+        GptqOptions o;
+        o.act_order = options.gptq_act_order;
+        o.damp_percent = options.gptq_damp;
+        q = quantize_gptq(choice.format, w.data(), rows, cols, stats->xtx, o);
+      }
       break;
     case Quantizer::Hqq:
       q = quantize_hqq(choice.format, w.data(), rows, cols);
@@ -128,7 +134,7 @@ QuantizeReport quantize_model(Model& model,
     for (int k = 0; k < kLinearKinds; ++k) {
       Linear& linear = model.layers[l].linear[k];
       const InputStats* s = stats ? &stats->of(static_cast<LinearKind>(k)) : nullptr;
-      report.modules[linear.name] = quantize_linear(linear, choices[l][k], s);
+      report.modules[linear.name] = quantize_linear(linear, choices[l][k], s, options);
     }
     if (options.progress) {
       std::fprintf(stderr, "[quantize] layer %d/%d  %.1f s\n", l + 1, n_layers, seconds_since(t0));

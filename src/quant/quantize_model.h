@@ -39,6 +39,8 @@ struct ModuleChoice {
 
 struct QuantizeOptions {
   CalibrationOptions calibration;  // used when a quantizer needs it and text_paths is non-empty
+  bool gptq_act_order = false;     // GPTQ: process columns by descending Hessian diagonal
+  double gptq_damp = 0.01;         // GPTQ: dampening, fraction of the mean Hessian diagonal
   bool progress = true;            // progress lines on stderr
 };
 
