@@ -20,6 +20,7 @@ struct QuantizeArgs {
   uint64_t seed = 0;
   bool act_order = false;
   double damp = 0.01;
+  std::string embedding_dtype = "f32";
   std::string out;
   bool json = false;
 };
@@ -50,7 +51,16 @@ int run_quantize(const QuantizeArgs& args) {
                                {"seed", args.seed},
                                {"act_order", args.act_order},
                                {"damp", args.damp}};
-  write_quantized_model(model, report, args.out, provenance);
+  DType embedding_dtype = DType::F32;
+  if (args.embedding_dtype == "bf16") {
+    embedding_dtype = DType::BF16;
+  } else if (args.embedding_dtype == "f16") {
+    embedding_dtype = DType::F16;
+  } else if (args.embedding_dtype != "f32") {
+    fail("--embedding-dtype", "expected f32, bf16 or f16, got '" + args.embedding_dtype + "'");
+  }
+  provenance["embedding_dtype"] = args.embedding_dtype;
+  write_quantized_model(model, report, args.out, provenance, embedding_dtype);
   uint64_t file_bytes = std::filesystem::file_size(args.out + "/model.safetensors");
   if (args.json) {
     print_json({{"out", args.out}, {"scheme", scheme.name()}, {"bits_per_weight", report.bits_per_weight},
@@ -78,6 +88,8 @@ Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with on
                                        "GPTQ: quantize columns by descending Hessian diagonal");
                           app.add_option("--damp", args->damp, "GPTQ: dampening (fraction of mean diag H)")
                               ->check(CLI::Range(0.0, 10.0));
+                          app.add_option("--embedding-dtype", args->embedding_dtype,
+                                         "storage of the embedding and an untied head: f32 (default, exact), bf16, f16");
                           app.add_option("--out", args->out, "output directory")->required();
                           app.add_flag("--json", args->json, "print JSON");
                           return std::function<int()>([args] { return run_quantize(*args); });

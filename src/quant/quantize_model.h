@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "calib/calibration.h"
+#include "format/dtype.h"
 #include "format/weight_format.h"
 #include "mpq/model.h"
 
@@ -69,7 +70,9 @@ QuantizeReport quantize_model(
 // model.safetensors, the tokenizer (tokenizer.gguf; plus tokenizer.json copied from a Hugging
 // Face source), and mpq_report.json. The directory is built under "<out_dir>.tmp" and renamed
 // into place; refuses to overwrite the model's own source.
+// `embedding_dtype` (F32, BF16 or F16) is the storage of the embedding and of an untied output
+// head: F32 keeps them exactly; BF16 halves the largest tensors of a small model's file.
 void write_quantized_model(const Model& model, const QuantizeReport& report, const std::string& out_dir,
-                           const nlohmann::json& provenance);
+                           const nlohmann::json& provenance, DType embedding_dtype = DType::F32);
 
 }  // namespace mpq

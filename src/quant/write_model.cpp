@@ -49,6 +49,16 @@ void add_f32(SafetensorsWriter& w, const std::string& name, const std::vector<fl
   w.add(name, DType::F32, shape, v.data(), v.size() * sizeof(float));
 }
 
+// A large tensor in F32, or rounded to BF16/F16 (round to nearest even).
+void add_matrix(SafetensorsWriter& w, const std::string& name, const std::vector<float>& v,
+                std::vector<int64_t> shape, DType dtype) {
+  if (dtype == DType::F32) return add_f32(w, name, v, std::move(shape));
+  if (dtype != DType::BF16 && dtype != DType::F16) fail(name, "embedding dtype must be F32, BF16 or F16");
+  std::vector<uint16_t> half(v.size());
+  for (size_t i = 0; i < v.size(); ++i) half[i] = dtype == DType::BF16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+  w.add(name, dtype, shape, half.data(), half.size() * sizeof(uint16_t));
+}
+
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
@@ -58,7 +68,7 @@ void write_text(const std::string& path, const std::string& text) {
 }  // namespace
 
 void write_quantized_model(const Model& model, const QuantizeReport& report, const std::string& out_dir,
-                           const nlohmann::json& provenance) {
+                           const nlohmann::json& provenance, DType embedding_dtype) {
   const ModelConfig& c = model.config;
   std::error_code ec;
   if (fs::exists(out_dir, ec) && fs::equivalent(out_dir, model.source_path, ec)) {
@@ -70,12 +80,12 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
   if (ec) fail(tmp, "cannot create directory: " + ec.message());
 
   SafetensorsWriter st;
-  add_f32(st, "model.embed_tokens.weight", *model.embedding, {c.vocab_size, c.dim});
+  add_matrix(st, "model.embed_tokens.weight", *model.embedding, {c.vocab_size, c.dim}, embedding_dtype);
   add_f32(st, "model.norm.weight", model.final_norm, {c.dim});
   if (!c.tied_embeddings) {
     std::vector<float> head(static_cast<size_t>(c.vocab_size) * c.dim);
     model.lm_head.weights->to_f32(head.data());
-    add_f32(st, "lm_head.weight", head, {c.vocab_size, c.dim});
+    add_matrix(st, "lm_head.weight", head, {c.vocab_size, c.dim}, embedding_dtype);
   }
   if (!c.rope_freq_divisors.empty()) add_f32(st, "model.rope_freqs", c.rope_freq_divisors, {c.head_dim / 2});
   // Per format, the modules that use it (compressed-tensors config groups).

@@ -1,0 +1,348 @@
+#include "calib/sensitivity.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <mutex>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include "model/backward.h"
+#include "mpq/error.h"
+#include "quant/gptq.h"
+#include "quant/rtn.h"
+
+namespace mpq {
+namespace {
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::string cur;
+  std::istringstream in(text);
+  while (std::getline(in, cur, ',')) {
+    const auto b = cur.find_first_not_of(" \t");
+    const auto e = cur.find_last_not_of(" \t");
+    items.push_back(b == std::string::npos ? std::string() : cur.substr(b, e - b + 1));
+  }
+  return items;
+}
+
+// Progress lines "[analyze] PHASE i/n, elapsed X s, ETA Y s" on stderr.
+class Progress {
+ public:
+  Progress(bool enabled, std::string phase, int total)
+      : enabled_(enabled), phase_(std::move(phase)), total_(total),
+        start_(std::chrono::steady_clock::now()) {}
+  void step(int done) const {
+    if (!enabled_) return;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double eta = done > 0 ? elapsed / done * (total_ - done) : 0.0;
+    std::fprintf(stderr, "[analyze] %s %d/%d, elapsed %.1f s, ETA %.1f s\n", phase_.c_str(), done,
+                 total_, elapsed, eta);
+  }
+
+ private:
+  bool enabled_;
+  std::string phase_;
+  int total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+std::vector<float> weights_f32(const Linear& lin) {
+  std::vector<float> w(static_cast<size_t>(lin.weights->out_features() * lin.weights->in_features()));
+  lin.weights->to_f32(w.data());
+  return w;
+}
+
+// The RTN-dequantized weights of `format`.
+std::vector<float> rtn_dequantized(WeightFormatId format, const std::vector<float>& w, int64_t rows,
+                                   int64_t cols) {
+  const QuantizedMatrix q = quantize_rtn(format, w.data(), rows, cols);
+  std::vector<float> d(w.size());
+  dequantize(q, d.data());
+  return d;
+}
+
+// Per-sample gradient statistics of every Linear: G2 (Σ g² per entry) and channel salience.
+class GradientStatsSink final : public LinearGradientSink {
+ public:
+  struct Slot {
+    std::vector<float> g2;       // [out, in] (fisher)
+    std::vector<float> delta;    // [out, in] int4_g128 RTN error (channels)
+    std::vector<double> salience;  // [out] (channels)
+  };
+  std::vector<std::array<Slot, kLinearKinds>> slots;
+  bool fisher = false, channels = false;
+
+  void on_linear(int layer, LinearKind kind, const float* x, const float* dy, int64_t n, int64_t in,
+                 int64_t out) override {
+    Slot& s = slots[layer][static_cast<int>(kind)];
+    dw_.resize(static_cast<size_t>(in * out));
+    weight_gradient(x, dy, n, in, out, dw_.data(), false);
+    float* g2 = fisher ? s.g2.data() : nullptr;
+    const float* delta = channels ? s.delta.data() : nullptr;
+    double* sal = channels ? s.salience.data() : nullptr;
+    const float* dw = dw_.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < out; ++o) {
+      const float* g = dw + o * in;
+      if (g2 != nullptr) {
+        float* r = g2 + o * in;
+        for (int64_t i = 0; i < in; ++i) r[i] += g[i] * g[i];
+      }
+      if (sal != nullptr) {
+        const float* d = delta + o * in;
+        double dot = 0.0;  // serial, fixed order
+        for (int64_t i = 0; i < in; ++i) dot += static_cast<double>(g[i]) * d[i];
+        sal[o] += std::abs(dot + 0.5 * dot * dot);
+      }
+    }
+  }
+
+ private:
+  std::vector<float> dw_;
+};
+
+}  // namespace
+
+std::vector<std::string> SensitivityMethods::names() const {
+  std::vector<std::string> v;
+  if (fisher) v.push_back("fisher");
+  if (output) v.push_back("output");
+  if (channels) v.push_back("channels");
+  return v;
+}
+
+SensitivityMethods parse_sensitivity_methods(const std::string& text, const std::string& where) {
+  SensitivityMethods m;
+  for (const std::string& name : split_list(text)) {
+    if (name == "fisher") {
+      m.fisher = true;
+    } else if (name == "output") {
+      m.output = true;
+    } else if (name == "channels") {
+      m.channels = true;
+    } else if (name == "kld" || name == "shapley") {
+      fail(where, "method '" + name + "' is not implemented yet (available: fisher, output, channels)");
+    } else {
+      fail(where, "unknown method '" + name + "' (valid: fisher, output, channels)");
+    }
+  }
+  if (!m.any()) fail(where, "no method given (valid: fisher, output, channels)");
+  return m;
+}
+
+std::vector<WeightFormatId> default_sensitivity_formats() {
+  std::vector<WeightFormatId> v;
+  for (const WeightFormatTraits& f : weight_formats()) {
+    if (f.id != WeightFormatId::BF16 && f.id != WeightFormatId::F16) v.push_back(f.id);
+  }
+  return v;
+}
+
+std::vector<WeightFormatId> parse_format_list(const std::string& text, const std::string& where) {
+  std::vector<WeightFormatId> v;
+  for (const std::string& name : split_list(text)) {
+    const auto id = weight_format_from_name(name);
+    if (!id) {
+      std::string valid;
+      for (const WeightFormatTraits& f : weight_formats()) valid += (valid.empty() ? "" : ", ") + std::string(f.name);
+      fail(where, "unknown format '" + name + "' (valid: " + valid + ")");
+    }
+    if (std::find(v.begin(), v.end(), *id) != v.end()) fail(where, "format '" + name + "' given twice");
+    v.push_back(*id);
+  }
+  if (v.empty()) fail(where, "no format given");
+  return v;
+}
+
+SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
+                                      const SensitivityOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  check(options.methods.any(), "analyze", "no method requested");
+  check(!set.sequences.empty(), "analyze", "empty calibration set");
+  SensitivityResult r;
+  r.methods = options.methods;
+  r.formats = options.formats.empty() ? default_sensitivity_formats() : options.formats;
+  const int n_layers = model.config.n_layers;
+  for (int l = 0; l < n_layers; ++l) {
+    for (int k = 0; k < kLinearKinds; ++k) {
+      const Linear& lin = model.layers[l].linear[k];
+      TensorSensitivity t;
+      t.layer = l;
+      t.kind = static_cast<LinearKind>(k);
+      t.name = lin.name;
+      t.rows = lin.weights->out_features();
+      t.cols = lin.weights->in_features();
+      r.tensors.push_back(std::move(t));
+    }
+  }
+  auto tensor = [&](int l, int k) -> TensorSensitivity& { return r.tensors[l * kLinearKinds + k]; };
+
+  // Phase 1: per-sample gradients (fisher, channels).
+  GradientStatsSink sink;
+  sink.fisher = options.methods.fisher;
+  sink.channels = options.methods.channels;
+  if (sink.fisher || sink.channels) {
+    sink.slots.resize(n_layers);
+    Progress prep(options.progress && sink.channels, "int4_g128 rounding errors, layer", n_layers);
+    for (int l = 0; l < n_layers; ++l) {
+      for (int k = 0; k < kLinearKinds; ++k) {
+        const TensorSensitivity& t = tensor(l, k);
+        auto& s = sink.slots[l][k];
+        if (sink.fisher) s.g2.assign(static_cast<size_t>(t.rows * t.cols), 0.f);
+        if (sink.channels) {
+          const std::vector<float> w = weights_f32(model.layers[l].linear[k]);
+          s.delta = rtn_dequantized(WeightFormatId::Int4_G128, w, t.rows, t.cols);
+          for (size_t i = 0; i < w.size(); ++i) s.delta[i] -= w[i];
+          s.salience.assign(static_cast<size_t>(t.rows), 0.0);
+        }
+      }
+      prep.step(l + 1);
+    }
+    GradientOptions gopt;
+    gopt.sink = &sink;
+    LinearGradients none;  // empty: only the sink sees gradients
+    Progress prog(options.progress, "gradients, sample", static_cast<int>(set.sequences.size()));
+    double loss_sum = 0;
+    for (size_t i = 0; i < set.sequences.size(); ++i) {
+      loss_sum += accumulate_linear_gradients(model, set.sequences[i], none, gopt);
+      prog.step(static_cast<int>(i + 1));
+    }
+    r.grad_sequences = static_cast<int64_t>(set.sequences.size());
+    r.grad_loss_mean = loss_sum / static_cast<double>(set.sequences.size());
+    if (sink.channels) {
+      for (int l = 0; l < n_layers; ++l) {
+        for (int k = 0; k < kLinearKinds; ++k) {
+          auto& s = sink.slots[l][k];
+          tensor(l, k).channels.assign(s.salience.begin(), s.salience.end());
+          std::vector<float>().swap(s.delta);
+          std::vector<double>().swap(s.salience);
+        }
+      }
+    }
+  }
+
+  // Phase 2: per layer, every (tensor, format): RTN error -> fisher and/or output.
+  const int n_formats = static_cast<int>(r.formats.size());
+  const bool per_format = options.methods.fisher || options.methods.output;
+  Progress prog2(options.progress && per_format, "formats, layer", n_layers);
+  auto process = [&](int l, const LayerStats* stats) {
+    std::vector<std::vector<float>> w(kLinearKinds);
+    for (int k = 0; k < kLinearKinds; ++k) {
+      w[k] = weights_f32(model.layers[l].linear[k]);
+      if (options.methods.fisher) tensor(l, k).fisher.assign(n_formats, 0.0);
+      if (options.methods.output) tensor(l, k).output.assign(n_formats, 0.0);
+    }
+    const int tasks = kLinearKinds * n_formats;
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    // Each task is independent and writes its own slots; inner BLAS/OpenMP runs single-threaded.
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int task = 0; task < tasks; ++task) {
+      try {
+        const int k = task / n_formats, fi = task % n_formats;
+        TensorSensitivity& t = tensor(l, k);
+        const std::vector<float> w_hat = rtn_dequantized(r.formats[fi], w[k], t.rows, t.cols);
+        if (options.methods.fisher) {
+          const std::vector<float>& g2 = sink.slots[l][k].g2;
+          double sum = 0.0;  // serial, fixed order
+          for (size_t i = 0; i < w_hat.size(); ++i) {
+            const double d = static_cast<double>(w_hat[i]) - w[k][i];
+            sum += static_cast<double>(g2[i]) * d * d;
+          }
+          t.fisher[fi] = 0.5 * sum;
+        }
+        if (options.methods.output) {
+          t.output[fi] = layer_output_error(w[k].data(), w_hat.data(), t.rows, t.cols,
+                                            stats->of(static_cast<LinearKind>(k)).xtx);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    if (options.methods.fisher) {
+      for (int k = 0; k < kLinearKinds; ++k) std::vector<float>().swap(sink.slots[l][k].g2);
+    }
+    if (stats != nullptr) r.calib_rows = stats->qkv.n_rows;
+    prog2.step(l + 1);
+  };
+  if (options.methods.output) {
+    // The callback changes nothing, so every layer sees the unquantized model's inputs.
+    run_sequential_calibration(model, set, [&](int l, const LayerStats& s) { process(l, &s); });
+  } else if (options.methods.fisher) {
+    for (int l = 0; l < n_layers; ++l) process(l, nullptr);
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+nlohmann::json channel_summary(const SensitivityResult& result, double top_fraction) {
+  using nlohmann::json;
+  // Every channel, in file order (tensor order, then row).
+  std::vector<float> s;
+  std::vector<int> owner;  // tensor index of each channel
+  for (size_t t = 0; t < result.tensors.size(); ++t) {
+    for (float v : result.tensors[t].channels) {
+      s.push_back(v);
+      owner.push_back(static_cast<int>(t));
+    }
+  }
+  const int64_t n = static_cast<int64_t>(s.size());
+  json j;
+  j["top_fraction"] = top_fraction;
+  j["n_channels"] = n;
+  if (n == 0) return j;
+  const int64_t k = std::min<int64_t>(n, static_cast<int64_t>(std::ceil(top_fraction * static_cast<double>(n) - 1e-9)));
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  // Descending salience, ties by position: a total order, so the top set is unique.
+  std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return s[a] != s[b] ? s[a] > s[b] : a < b; });
+  std::vector<char> top(n, 0);
+  for (int64_t i = 0; i < k; ++i) top[idx[i]] = 1;
+  j["n_top"] = k;
+  j["threshold"] = k > 0 ? static_cast<double>(s[idx[k - 1]]) : 0.0;  // smallest salience in the top set
+
+  int n_layers = 0;
+  for (const auto& t : result.tensors) n_layers = std::max(n_layers, t.layer + 1);
+  std::vector<int64_t> kind_total(kLinearKinds, 0), kind_top(kLinearKinds, 0);
+  std::vector<int64_t> layer_total(n_layers, 0), layer_top(n_layers, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const TensorSensitivity& t = result.tensors[owner[i]];
+    const int kind = static_cast<int>(t.kind);
+    ++kind_total[kind];
+    ++layer_total[t.layer];
+    if (top[i]) {
+      ++kind_top[kind];
+      ++layer_top[t.layer];
+    }
+  }
+  auto entry = [](int64_t total, int64_t in_top) {
+    return json{{"channels", total},
+                {"top", in_top},
+                {"share", total > 0 ? static_cast<double>(in_top) / static_cast<double>(total) : 0.0}};
+  };
+  json by_kind = json::object();
+  for (int kind = 0; kind < kLinearKinds; ++kind) {
+    if (kind_total[kind] > 0) by_kind[linear_kind_name(static_cast<LinearKind>(kind))] = entry(kind_total[kind], kind_top[kind]);
+  }
+  json by_layer = json::array();
+  for (int l = 0; l < n_layers; ++l) {
+    json e = entry(layer_total[l], layer_top[l]);
+    e["layer"] = l;
+    by_layer.push_back(e);
+  }
+  j["by_kind"] = by_kind;
+  j["by_layer"] = by_layer;
+  return j;
+}
+
+}  // namespace mpq
