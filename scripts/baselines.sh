@@ -23,8 +23,11 @@ for scheme in $SCHEMES; do
     name="$scheme-$quantizer"
     [ -f "$OUT/$name.ppl.json" ] && continue
     echo "== $name"
-    "$MPQ" quantize "$MODEL" --scheme "$scheme:$quantizer" $CALIB_ARGS --out "$OUT/$name" --json > "$OUT/$name.quant.json"
-    "$MPQ" ppl "$OUT/$name" --text "$TEXT" --chunks "$CHUNKS" --kl-base "$OUT/ref.logits" --json > "$OUT/$name.ppl.json"
+    # Results are renamed into place only when complete, so an interrupted run is redone.
+    "$MPQ" quantize "$MODEL" --scheme "$scheme:$quantizer" $CALIB_ARGS --out "$OUT/$name" --json > "$OUT/$name.quant.json.tmp"
+    mv "$OUT/$name.quant.json.tmp" "$OUT/$name.quant.json"
+    "$MPQ" ppl "$OUT/$name" --text "$TEXT" --chunks "$CHUNKS" --kl-base "$OUT/ref.logits" --json > "$OUT/$name.ppl.json.tmp"
+    mv "$OUT/$name.ppl.json.tmp" "$OUT/$name.ppl.json"
     rm -rf "${OUT:?}/$name"  # keep the numbers, not the 100+ MB directories
   done
 done

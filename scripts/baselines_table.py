@@ -12,7 +12,7 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 for quant in sorted(out.glob("*.quant.json")):
     name = quant.name[: -len(".quant.json")]
     ppl_file = out / f"{name}.ppl.json"
-    if not ppl_file.exists():
+    if not ppl_file.exists() or ppl_file.stat().st_size == 0:
         continue
     q = json.loads(quant.read_text())
     p = json.loads(ppl_file.read_text())
