@@ -12,7 +12,9 @@
 
 namespace mpq {
 
-// y[n, out] = x[n, in] · w[out, in]ᵀ  (row-major, leading dimensions = widths).
+// y[n, out] = x[n, in] · w[out, in]ᵀ  (row-major, leading dimensions = widths). Fewer than 8
+// rows (decoding) run as GEMVs on the calling thread (kernel/gemv_f32.h, AVX-512 / AVX2 /
+// scalar chosen at run time); larger products as sgemm slices over the OpenMP threads.
 void matmul_f32(const float* x, int64_t n, const float* w, int64_t out, int64_t in, float* y);
 
 }  // namespace mpq
