@@ -1,0 +1,262 @@
+#include "plan/plan.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "mpq/error.h"
+
+namespace mpq {
+namespace {
+
+WeightFormatId format_named(const nlohmann::json& v, const std::string& where) {
+  check(v.is_string(), where, "format must be a string");
+  const auto id = weight_format_from_name(v.get<std::string>());
+  if (!id) {
+    std::string names;
+    for (const auto& f : weight_formats()) names += std::string(names.empty() ? "" : ", ") + f.name;
+    fail(where, "unknown format '" + v.get<std::string>() + "' (valid: " + names + ")");
+  }
+  return *id;
+}
+
+Quantizer quantizer_named(const nlohmann::json& v, const std::string& where) {
+  check(v.is_string(), where, "quantizer must be a string");
+  return parse_scheme("int4_g128:" + v.get<std::string>(), where).quantizer;
+}
+
+}  // namespace
+
+uint64_t PlanBudget::cap_bits(uint64_t weights) const {
+  if (bytes > 0) return bytes * 8;
+  return static_cast<uint64_t>(std::floor(static_cast<long double>(bits_per_weight) * weights + 1e-6L));
+}
+
+std::string PlanBudget::describe() const {
+  if (bytes > 0) return std::to_string(bytes) + " bytes";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g bits/weight", bits_per_weight);
+  return buf;
+}
+
+uint64_t plan_entry_bits(const PlanEntry& e, int64_t rows, int64_t cols) {
+  if (!e.split) return storage_bits(e.format, rows, cols);
+  const int64_t nh = static_cast<int64_t>(e.high_channels.size());
+  uint64_t bits = 0;
+  if (nh > 0) bits += storage_bits(e.high_format, nh, cols);
+  if (rows - nh > 0) bits += storage_bits(e.low_format, rows - nh, cols);
+  return bits;
+}
+
+nlohmann::json plan_to_json(const Plan& plan) {
+  nlohmann::json j;
+  j["format"] = "mpq-plan";
+  j["version"] = kPlanFileVersion;
+  j["method"] = plan.method;
+  j["cost"] = plan.cost;
+  nlohmann::json budget = nlohmann::json::object();
+  if (plan.budget.bytes > 0) budget["bytes"] = plan.budget.bytes;
+  else budget["bits_per_weight"] = plan.budget.bits_per_weight;
+  j["budget"] = budget;
+  j["bits_per_weight"] = plan.bits_per_weight;
+  j["total_bits"] = plan.total_bits;
+  j["total_bytes"] = (plan.total_bits + 7) / 8;
+  j["weights"] = plan.weights;
+  j["predicted_objective"] = plan.predicted_objective;
+  j["solver"] = plan.solver;
+  j["sensitivity"] = plan.sensitivity;
+  nlohmann::json tensors = nlohmann::json::object();
+  for (const auto& [name, e] : plan.tensors) {
+    nlohmann::json t{{"format", weight_format(e.format).name}, {"quantizer", quantizer_name(e.quantizer)}};
+    if (e.split) {
+      t["format"] = weight_format(e.low_format).name;
+      t["high_format"] = weight_format(e.high_format).name;
+      t["low_format"] = weight_format(e.low_format).name;
+      t["high_channels"] = e.high_channels;
+    }
+    tensors[name] = t;
+  }
+  j["tensors"] = tensors;
+  j["unquantized"] = plan.unquantized;
+  return j;
+}
+
+Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
+  check(j.is_object(), where, "not a JSON object");
+  check(j.value("format", std::string()) == "mpq-plan", where, "not an mpq plan (\"format\" is not \"mpq-plan\")");
+  check(j.contains("version") && j["version"] == kPlanFileVersion, where,
+        "unsupported plan version (expected " + std::to_string(kPlanFileVersion) + ")");
+  Plan p;
+  p.path = where;
+  try {
+    p.method = j.value("method", std::string());
+    p.cost = j.value("cost", std::string());
+    check(j.contains("budget") && j["budget"].is_object(), where, "missing \"budget\" object");
+    const auto& b = j["budget"];
+    const bool has_bits = b.contains("bits_per_weight"), has_bytes = b.contains("bytes");
+    check(has_bits != has_bytes, where, "budget needs exactly one of \"bits_per_weight\" and \"bytes\"");
+    if (has_bits) p.budget.bits_per_weight = b["bits_per_weight"].get<double>();
+    else p.budget.bytes = b["bytes"].get<uint64_t>();
+    check(p.budget.bits_per_weight > 0 || p.budget.bytes > 0, where, "budget must be positive");
+    p.bits_per_weight = j.value("bits_per_weight", 0.0);
+    p.total_bits = j.value("total_bits", uint64_t{0});
+    p.weights = j.value("weights", uint64_t{0});
+    p.predicted_objective = j.value("predicted_objective", 0.0);
+    if (j.contains("solver")) p.solver = j["solver"];
+    if (j.contains("sensitivity")) p.sensitivity = j["sensitivity"];
+    check(j.contains("tensors") && j["tensors"].is_object(), where, "missing \"tensors\" object");
+    for (const auto& [name, t] : j["tensors"].items()) {
+      const std::string w = where + ": tensor " + name;
+      check(t.is_object(), w, "entry must be an object");
+      PlanEntry e;
+      check(t.contains("format"), w, "missing \"format\"");
+      e.format = format_named(t["format"], w);
+      if (t.contains("quantizer")) e.quantizer = quantizer_named(t["quantizer"], w);
+      const bool any_split = t.contains("high_format") || t.contains("low_format") || t.contains("high_channels");
+      if (any_split) {
+        check(t.contains("high_format") && t.contains("low_format") && t.contains("high_channels"), w,
+              "a channel-split entry needs high_format, low_format and high_channels");
+        e.split = true;
+        e.high_format = format_named(t["high_format"], w);
+        e.low_format = format_named(t["low_format"], w);
+        check(t["high_channels"].is_array(), w, "high_channels must be an array");
+        for (const auto& c : t["high_channels"]) {
+          check(c.is_number_integer(), w, "high_channels must hold integers");
+          e.high_channels.push_back(c.get<int64_t>());
+        }
+        std::sort(e.high_channels.begin(), e.high_channels.end());
+        e.format = e.low_format;
+      }
+      p.tensors[name] = std::move(e);
+    }
+    if (j.contains("unquantized")) {
+      check(j["unquantized"].is_array(), where, "\"unquantized\" must be an array of names");
+      for (const auto& n : j["unquantized"]) {
+        check(n.is_string(), where, "\"unquantized\" must be an array of names");
+        p.unquantized.push_back(n.get<std::string>());
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, std::string("malformed plan: ") + e.what());
+  }
+  return p;
+}
+
+void write_plan(const Plan& plan, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    check(static_cast<bool>(out), tmp, "cannot open for writing");
+    out << plan_to_json(plan).dump(1) << "\n";
+    out.flush();
+    check(static_cast<bool>(out), tmp, "write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    fail(path, "cannot rename the temporary file into place");
+  }
+}
+
+Plan read_plan(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check(static_cast<bool>(in), path, "cannot open the plan file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("not valid JSON: ") + e.what());
+  }
+  return plan_from_json(j, path);
+}
+
+void validate_plan(const Plan& plan, const std::vector<PlanTensorShape>& tensors) {
+  const std::string where = plan.path.empty() ? "plan" : plan.path;
+  std::map<std::string, const PlanTensorShape*> model;
+  for (const auto& t : tensors) model[t.name] = &t;
+  std::set<std::string> unq;
+  for (const auto& n : plan.unquantized) {
+    check(model.count(n) > 0, where, "unquantized tensor '" + n + "' is not a Linear tensor of the model");
+    check(plan.tensors.count(n) == 0, where, "tensor '" + n + "' is both planned and unquantized");
+    check(unq.insert(n).second, where, "tensor '" + n + "' is listed twice in unquantized");
+  }
+  uint64_t bits = 0, weights = 0;
+  for (const auto& [name, e] : plan.tensors) {
+    auto it = model.find(name);
+    check(it != model.end(), where, "tensor '" + name + "' is not a Linear tensor of the model");
+    const PlanTensorShape& s = *it->second;
+    if (e.split) {
+      int64_t prev = -1;
+      for (int64_t c : e.high_channels) {
+        check(c >= 0 && c < s.rows, where,
+              "tensor '" + name + "': channel " + std::to_string(c) + " out of range [0, " + std::to_string(s.rows) + ")");
+        check(c != prev, where, "tensor '" + name + "': channel " + std::to_string(c) + " listed twice");
+        prev = c;
+      }
+    }
+    bits += plan_entry_bits(e, s.rows, s.cols);
+    weights += static_cast<uint64_t>(s.rows) * static_cast<uint64_t>(s.cols);
+  }
+  for (const auto& t : tensors)
+    check(plan.tensors.count(t.name) || unq.count(t.name), where,
+          "model tensor '" + t.name + "' is missing from the plan (list it in tensors or unquantized)");
+  const uint64_t cap = plan.budget.cap_bits(weights);
+  if (bits > cap) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "exceeds its budget of %s: %llu bits (%.6f bits/weight) > %llu bits",
+                  plan.budget.describe().c_str(), static_cast<unsigned long long>(bits),
+                  weights ? static_cast<double>(bits) / static_cast<double>(weights) : 0.0,
+                  static_cast<unsigned long long>(cap));
+    fail(where, buf);
+  }
+}
+
+void check_plan_model(const Plan& plan, const nlohmann::json& identity) {
+  const std::string where = plan.path.empty() ? "plan" : plan.path;
+  if (!plan.sensitivity.is_object() || !plan.sensitivity.contains("model")) return;
+  const auto& m = plan.sensitivity["model"];
+  if (!m.is_object() || !m.contains("sha256") || !identity.contains("sha256")) return;
+  check(m["sha256"] == identity["sha256"], where,
+        "made for another model (sha256 " + m["sha256"].dump() + " of " + m.value("path", std::string("?")) +
+            ", this model has " + identity["sha256"].dump() + ")");
+}
+
+ModuleChoice plan_module_choice(const Plan& plan, const std::string& module) {
+  const std::string where = plan.path.empty() ? "plan" : plan.path;
+  auto it = plan.tensors.find(module);
+  check(it != plan.tensors.end(), where, "no entry for tensor '" + module + "'");
+  check(!it->second.split, where, "tensor '" + module + "' is channel-split; it needs a channel-split quantizer");
+  return {it->second.format, it->second.quantizer};
+}
+
+uint64_t parse_byte_size(const std::string& text, const std::string& where) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    fail(where, "'" + text + "' is not a size (e.g. 90MB, 512MiB, 123456)");
+  }
+  std::string unit = text.substr(pos);
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double mul = 0;
+  if (unit.empty() || unit == "b") mul = 1;
+  else if (unit == "kb" || unit == "k") mul = 1e3;
+  else if (unit == "mb" || unit == "m") mul = 1e6;
+  else if (unit == "gb" || unit == "g") mul = 1e9;
+  else if (unit == "kib") mul = 1024.0;
+  else if (unit == "mib") mul = 1024.0 * 1024;
+  else if (unit == "gib") mul = 1024.0 * 1024 * 1024;
+  check(mul > 0 && v > 0 && std::isfinite(v), where, "'" + text + "' is not a positive size (units: B, kB, MB, GB, KiB, MiB, GiB)");
+  return static_cast<uint64_t>(std::floor(v * mul));
+}
+
+}  // namespace mpq

@@ -1,0 +1,358 @@
+#include "plan/planner.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "calib/sensitivity_file.h"
+#include "mpq/error.h"
+
+namespace mpq {
+namespace {
+
+std::string slurp_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check(static_cast<bool>(in), path, "cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+uint64_t read_u64(const std::string& s, size_t at) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+  return v;
+}
+
+const char* fname(WeightFormatId f) { return weight_format(f).name; }
+
+// Fused class of a kind: 0 = q/k/v, 1 = gate/up, -1 = alone.
+int fused_class(const std::string& kind) {
+  if (kind == "q_proj" || kind == "k_proj" || kind == "v_proj") return 0;
+  if (kind == "gate_proj" || kind == "up_proj") return 1;
+  return -1;
+}
+
+}  // namespace
+
+SensitivityInput read_sensitivity_input(const std::string& path, bool load_channels) {
+  const std::string text = slurp_file(path);
+  SensitivityInput in;
+  in.path = path;
+  in.sha256 = sha256_hex(text.data(), text.size());
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("not valid JSON: ") + e.what());
+  }
+  check(j.is_object() && j.value("format", std::string()) == "mpq-sensitivity", path,
+        "not an mpq sensitivity file (\"format\" is not \"mpq-sensitivity\")");
+  check(j.value("version", 0) == kSensitivityFileVersion, path, "unsupported sensitivity file version");
+  std::string bin;
+  try {
+    if (j.contains("model")) in.model = j["model"];
+    in.n_layers = in.model.value("n_layers", 0);
+    if (j.contains("formats")) in.formats = j["formats"].get<std::vector<std::string>>();
+    check(j.contains("tensors") && j["tensors"].is_array(), path, "missing \"tensors\" array");
+    for (const auto& t : j["tensors"]) {
+      SensitivityTensor s;
+      s.name = t.at("name").get<std::string>();
+      s.layer = t.at("layer").get<int>();
+      s.kind = t.at("kind").get<std::string>();
+      s.rows = t.at("rows").get<int64_t>();
+      s.cols = t.at("cols").get<int64_t>();
+      check(s.rows > 0 && s.cols > 0, path, "tensor " + s.name + ": bad shape");
+      if (t.contains("fisher")) s.fisher = t["fisher"].get<std::map<std::string, double>>();
+      if (t.contains("output")) s.output = t["output"].get<std::map<std::string, double>>();
+      if (load_channels && t.contains("channels")) {
+        if (bin.empty()) {
+          const std::string bin_path = sensitivity_sidecar_path(path);
+          bin = slurp_file(bin_path);
+          check(bin.size() >= static_cast<size_t>(kSensitivityBinHeaderBytes) &&
+                    std::memcmp(bin.data(), kSensitivityBinMagic, 8) == 0,
+                bin_path, "not an mpq sensitivity sidecar (bad magic)");
+          check(read_u64(bin, 16) == bin.size() - kSensitivityBinHeaderBytes, bin_path,
+                "payload size differs from the header (truncated file?)");
+        }
+        const uint64_t off = t["channels"].at("offset").get<uint64_t>();
+        const int64_t count = t["channels"].at("count").get<int64_t>();
+        check(count == s.rows && off + static_cast<uint64_t>(count) * 4 <= bin.size(), path,
+              "tensor " + s.name + ": channel salience out of the sidecar's range");
+        s.channels.resize(static_cast<size_t>(count));
+        std::memcpy(s.channels.data(), bin.data() + off, static_cast<size_t>(count) * 4);
+      }
+      in.n_layers = std::max(in.n_layers, s.layer + 1);
+      in.tensors.push_back(std::move(s));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("malformed sensitivity file: ") + e.what());
+  }
+  check(!in.tensors.empty(), path, "no tensors");
+  return in;
+}
+
+PlanPin parse_pin(const std::string& text) {
+  const size_t eq = text.rfind('=');
+  check(eq != std::string::npos && eq > 0 && eq + 1 < text.size(), "--pin",
+        "'" + text + "' is not REGEX=FORMAT[:QUANTIZER]");
+  PlanPin pin;
+  pin.pattern = text.substr(0, eq);
+  try {
+    std::regex re(pin.pattern);
+  } catch (const std::regex_error& e) {
+    fail("--pin", "bad regex '" + pin.pattern + "': " + e.what());
+  }
+  const std::string value = text.substr(eq + 1);
+  if (value == "none") {
+    pin.none = true;
+    return pin;
+  }
+  const Scheme s = parse_scheme(value, "--pin " + text);
+  pin.format = s.format;
+  if (value.find(':') != std::string::npos) pin.quantizer = s.quantizer;
+  return pin;
+}
+
+Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
+  const std::string& m = req.method;
+  check(m == "tiers" || m == "knapsack" || m == "bqp" || m == "channels" || m == "rule", "--method",
+        "unknown method '" + m + "' (valid: tiers, knapsack, bqp, channels, rule)");
+  check(req.cost == "fisher" || req.cost == "output", "--cost", "unknown cost '" + req.cost + "' (valid: fisher, output)");
+  check(!(req.bits && req.bytes), "--bits/--size", "give one budget, not both");
+  if (req.bits) check(*req.bits > 0, "--bits", "must be positive");
+  check(!(req.fused_same && m == "channels"), "--fused-same", "does not apply to the channels method");
+
+  // Formats per method.
+  std::vector<WeightFormatId> formats = req.formats;
+  if (formats.empty()) {
+    if (m == "tiers") formats = {WeightFormatId::BF16, WeightFormatId::FP8_E4M3_Channel, WeightFormatId::NVFP4};
+    else if (m == "bqp" || m == "channels") formats = {WeightFormatId::Int8_Channel, WeightFormatId::Int4_G128};
+    else if (m == "rule") formats = {WeightFormatId::Int4_G128, WeightFormatId::Int8_Channel};
+    else
+      for (const auto& n : in.formats)
+        if (auto id = weight_format_from_name(n)) formats.push_back(*id);
+  }
+  check(!formats.empty(), "--formats", "no candidate formats");
+  if (m == "tiers") check(formats.size() == 3, "--formats", "tiers needs exactly 3 formats: high,mid,low");
+  if (m == "bqp" || m == "channels" || m == "rule")
+    check(formats.size() == 2, "--formats", m + " needs exactly 2 formats (" +
+                                                (m == "rule" ? "base,more" : "high,low") + ")");
+
+  const size_t nt = in.tensors.size();
+  const std::string where = in.path;
+  auto cost_of = [&](size_t t, WeightFormatId f) -> double {
+    const auto& map = req.cost == "fisher" ? in.tensors[t].fisher : in.tensors[t].output;
+    auto it = map.find(fname(f));
+    if (it != map.end()) return it->second;
+    if (f == WeightFormatId::BF16 || f == WeightFormatId::F16) return 0.0;  // kept weights: no measured loss
+    fail(where, "no '" + req.cost + "' cost for tensor " + in.tensors[t].name + " in format " + fname(f) +
+                    " (run mpq analyze with --methods including " + req.cost + " and --formats including it)");
+  };
+  auto bits_of = [&](size_t t, WeightFormatId f) { return storage_bits(f, in.tensors[t].rows, in.tensors[t].cols); };
+
+  // Pins: first matching pin wins; every pin must match something.
+  std::vector<int> pin_of(nt, -1);
+  for (size_t p = 0; p < req.pins.size(); ++p) {
+    const std::regex re(req.pins[p].pattern);
+    bool any = false;
+    for (size_t t = 0; t < nt; ++t)
+      if (std::regex_search(in.tensors[t].name, re)) {
+        any = true;
+        if (pin_of[t] < 0) pin_of[t] = static_cast<int>(p);
+      }
+    check(any, "--pin", "'" + req.pins[p].pattern + "' matches no tensor of " + where);
+  }
+  std::vector<bool> unq(nt, false);
+  for (size_t t = 0; t < nt; ++t) unq[t] = pin_of[t] >= 0 && req.pins[pin_of[t]].none;
+
+  // Units: tensors that share a format.
+  std::vector<std::vector<size_t>> units;
+  {
+    std::map<std::pair<int, int>, size_t> fused;
+    for (size_t t = 0; t < nt; ++t) {
+      if (unq[t]) continue;
+      const int fc = fused_class(in.tensors[t].kind);
+      if (req.fused_same && fc >= 0) {
+        auto key = std::make_pair(in.tensors[t].layer, fc);
+        auto it = fused.find(key);
+        if (it != fused.end()) { units[it->second].push_back(t); continue; }
+        fused[key] = units.size();
+      }
+      units.push_back({t});
+    }
+  }
+  // A unit's pinned format (all pinned members must agree; the others follow).
+  std::vector<std::optional<WeightFormatId>> unit_pin(units.size());
+  for (size_t u = 0; u < units.size(); ++u)
+    for (size_t t : units[u]) {
+      if (pin_of[t] < 0) continue;
+      const WeightFormatId f = req.pins[pin_of[t]].format;
+      check(!unit_pin[u] || *unit_pin[u] == f, "--pin",
+            "fused tensors of " + in.tensors[t].name + " are pinned to different formats (--fused-same)");
+      unit_pin[u] = f;
+    }
+
+  uint64_t weights = 0;
+  for (size_t t = 0; t < nt; ++t)
+    if (!unq[t]) weights += static_cast<uint64_t>(in.tensors[t].rows) * static_cast<uint64_t>(in.tensors[t].cols);
+  check(weights > 0, "--pin", "every tensor is pinned to none: nothing to quantize");
+
+  Plan plan;
+  plan.method = m;
+  plan.cost = m == "channels" ? "salience" : (m == "rule" ? "" : req.cost);
+  if (req.bytes) plan.budget.bytes = *req.bytes;
+  else if (req.bits) plan.budget.bits_per_weight = *req.bits;
+  else if (m == "tiers") plan.budget.bits_per_weight = 8;
+  else if (m == "rule") plan.budget.bits_per_weight = 16;
+  else fail("--bits/--size", "method " + m + " needs a budget (--bits B or --size BYTES)");
+  const uint64_t cap = plan.budget.cap_bits(weights);
+  plan.sensitivity = {{"path", in.path}, {"sha256", in.sha256}, {"model", in.model}};
+
+  std::vector<std::optional<WeightFormatId>> chosen(nt);
+  uint64_t fixed_bits = 0;
+  double fixed_cost = 0;
+  std::vector<size_t> free_units;
+  for (size_t u = 0; u < units.size(); ++u) {
+    if (!unit_pin[u]) { free_units.push_back(u); continue; }
+    for (size_t t : units[u]) {
+      chosen[t] = *unit_pin[u];
+      fixed_bits += bits_of(t, *unit_pin[u]);
+      if (m != "rule" && m != "channels") fixed_cost += cost_of(t, *unit_pin[u]);
+    }
+  }
+  auto pinned_over = [&] {
+    fail("--pin", "the pinned tensors alone take " + std::to_string(fixed_bits) + " bits, over the budget of " +
+                      std::to_string(cap) + " bits (" + plan.budget.describe() + ")");
+  };
+  if (fixed_bits > cap) pinned_over();
+  const uint64_t free_cap = cap - fixed_bits;
+
+  auto make_items = [&](const std::vector<WeightFormatId>& fs) {
+    std::vector<PlanItem> items;
+    for (size_t u : free_units) {
+      PlanItem it;
+      it.name = in.tensors[units[u][0]].name;
+      for (WeightFormatId f : fs) {
+        PlanOption o{f, 0, 0};
+        for (size_t t : units[u]) o.bits += bits_of(t, f), o.cost += cost_of(t, f);
+        it.options.push_back(o);
+      }
+      items.push_back(std::move(it));
+    }
+    return items;
+  };
+  auto apply_choice = [&](const std::vector<PlanItem>& items, const std::vector<int>& choice) {
+    for (size_t k = 0; k < free_units.size(); ++k)
+      for (size_t t : units[free_units[k]]) chosen[t] = items[k].options[choice[k]].format;
+  };
+
+  double objective = fixed_cost;
+  std::map<size_t, std::vector<int64_t>> split;  // tensor -> high channels (channels method)
+  if (m == "knapsack") {
+    const auto items = make_items(formats);
+    const PlanSolution s = solve_knapsack(items, free_cap, req.knapsack_cells);
+    apply_choice(items, s.choice);
+    objective += s.objective;
+    plan.solver = {{"exact", s.exact}, {"lower_bound", fixed_cost + s.lower_bound},
+                   {"gap", s.objective - s.lower_bound}, {"note", s.note}};
+  } else if (m == "tiers") {
+    const auto items = make_items(formats);
+    std::vector<double> importance;
+    for (const PlanItem& it : items) importance.push_back(it.options[2].cost);  // damage in the low tier
+    const PlanSolution s = solve_tiers(items, importance, free_cap);
+    apply_choice(items, s.choice);
+    objective += s.objective;
+    plan.solver = {{"note", s.note}, {"importance", std::string("cost in ") + fname(formats[2])}};
+  } else if (m == "bqp") {
+    // Players: layers (all their non-pinned tensors take the player's format).
+    std::map<int, std::vector<size_t>> layer_tensors;
+    for (size_t u : free_units)
+      for (size_t t : units[u]) layer_tensors[in.tensors[t].layer].push_back(t);
+    BqpProblem p;
+    std::vector<int> layers;
+    double high_cost = 0;
+    for (const auto& [layer, ts] : layer_tensors) {
+      layers.push_back(layer);
+      double a = 0;
+      uint64_t bh = 0, bl = 0;
+      for (size_t t : ts) {
+        const double ch = cost_of(t, formats[0]), cl = cost_of(t, formats[1]);
+        a += cl - ch, high_cost += ch;
+        bh += bits_of(t, formats[0]), bl += bits_of(t, formats[1]);
+      }
+      p.a.push_back(a), p.bits_high.push_back(bh), p.bits_low.push_back(bl);
+    }
+    p.budget_bits = free_cap;  // no pairwise terms in sensitivity files v1: b = 0
+    const BqpSolution s = solve_bqp(p);
+    for (size_t i = 0; i < layers.size(); ++i)
+      for (size_t t : layer_tensors[layers[i]]) chosen[t] = s.low[i] ? formats[1] : formats[0];
+    objective += high_cost + s.objective;
+    plan.solver = {{"exact", s.exact}, {"nodes", s.nodes}, {"players", layers.size()}, {"note", s.note},
+                   {"interactions", "none (the sensitivity file has no pairwise terms)"}};
+  } else if (m == "channels") {
+    std::vector<ChannelTensor> cts;
+    std::vector<size_t> ids;
+    for (size_t u : free_units) {
+      const size_t t = units[u][0];
+      check(!in.tensors[t].channels.empty(), where,
+            "tensor " + in.tensors[t].name + " has no channel salience (run mpq analyze with --methods channels)");
+      cts.push_back({in.tensors[t].rows, in.tensors[t].cols, in.tensors[t].channels});
+      ids.push_back(t);
+    }
+    const ChannelSolution s = solve_channels(cts, formats[0], formats[1], free_cap);
+    for (size_t k = 0; k < ids.size(); ++k) {
+      chosen[ids[k]] = formats[1];
+      split[ids[k]] = s.high_channels[k];
+    }
+    objective = s.objective;
+    plan.solver = {{"n_high", s.n_high}, {"n_channels", s.n_channels},
+                   {"high_fraction", s.n_channels ? static_cast<double>(s.n_high) / static_cast<double>(s.n_channels) : 0.0},
+                   {"note", "objective: summed salience of the channels left in the low format"}};
+  } else {  // rule
+    for (size_t u : free_units) {
+      bool more = false;
+      for (size_t t : units[u]) {
+        const auto& ts = in.tensors[t];
+        more = more || ((ts.kind == "v_proj" || ts.kind == "down_proj") && rule_more_bits(ts.layer, in.n_layers));
+      }
+      for (size_t t : units[u]) chosen[t] = more ? formats[1] : formats[0];
+    }
+    objective = 0;
+    plan.solver = {{"note", "llama.cpp Q4_K_M use_more_bits rule on v_proj and down_proj"}};
+  }
+
+  // Assemble and check.
+  std::vector<PlanTensorShape> shapes;
+  for (size_t t = 0; t < nt; ++t) {
+    const auto& ts = in.tensors[t];
+    shapes.push_back({ts.name, ts.rows, ts.cols});
+    if (unq[t]) { plan.unquantized.push_back(ts.name); continue; }
+    PlanEntry e;
+    e.format = *chosen[t];
+    e.quantizer = req.quantizer;
+    if (pin_of[t] >= 0 && req.pins[pin_of[t]].quantizer) e.quantizer = *req.pins[pin_of[t]].quantizer;
+    auto sp = split.find(t);
+    if (sp != split.end()) {
+      e.split = true;
+      e.high_format = formats[0];
+      e.low_format = formats[1];
+      e.high_channels = sp->second;
+    }
+    plan.total_bits += plan_entry_bits(e, ts.rows, ts.cols);
+    plan.tensors[ts.name] = std::move(e);
+  }
+  if (m == "rule" && plan.total_bits > cap)
+    fail("--bits/--size", "the rule's plan takes " + std::to_string(plan.total_bits) + " bits, over the budget of " +
+                              std::to_string(cap) + " bits (" + plan.budget.describe() + ")");
+  plan.weights = weights;
+  plan.bits_per_weight = static_cast<double>(plan.total_bits) / static_cast<double>(weights);
+  plan.predicted_objective = objective;
+  validate_plan(plan, shapes);  // budget, names: never hand out a plan that would be refused
+  return plan;
+}
+
+}  // namespace mpq
