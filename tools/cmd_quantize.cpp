@@ -1,11 +1,14 @@
 // mpq quantize: a uniform scheme over every decoder Linear layer, written as a Hugging Face
 // directory with compressed-tensors weights.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
 #include "command.h"
 #include "common.h"
 #include "mpq/error.h"
+#include "calib/sensitivity_file.h"
+#include "plan/plan.h"
 #include "quant/quantize_model.h"
 
 namespace mpq::cli {
@@ -14,6 +17,7 @@ namespace {
 struct QuantizeArgs {
   ModelArgs model;
   std::string scheme;
+  std::string plan_path;
   std::vector<std::string> calib;
   int calib_samples = 64;
   int calib_len = 512;
@@ -26,13 +30,45 @@ struct QuantizeArgs {
 };
 
 int run_quantize(const QuantizeArgs& args) {
-  const Scheme scheme = parse_scheme(args.scheme);
+  if (args.scheme.empty() == args.plan_path.empty()) fail("quantize", "give exactly one of --scheme and --plan");
+  // A plan is read and checked against the model before any work starts.
+  Plan plan;
+  Scheme scheme;
+  if (!args.plan_path.empty()) {
+    plan = read_plan(args.plan_path);
+  } else {
+    scheme = parse_scheme(args.scheme);
+  }
   Model model = load_model_from_args(args.model);
+  std::function<ModuleChoice(const std::string&, int, LinearKind)> choose =
+      [&](const std::string&, int, LinearKind) { return ModuleChoice{scheme.format, scheme.quantizer}; };
+  bool needs_calibration = scheme.quantizer == Quantizer::Gptq || scheme.quantizer == Quantizer::RtnClip;
+  if (!args.plan_path.empty()) {
+    std::vector<PlanTensorShape> shapes;
+    for (const DecoderLayer& layer : model.layers) {
+      for (const Linear& linear : layer.linear) {
+        shapes.push_back({linear.name, linear.weights->out_features(), linear.weights->in_features()});
+      }
+    }
+    check_plan_model(plan, sensitivity_model_identity(model, args.model.path));
+    validate_plan(plan, shapes);
+    for (const auto& [name, entry] : plan.tensors) {
+      if (entry.split) {
+        fail(args.plan_path, "tensor '" + name + "' is channel-split: applying split plans is not supported yet");
+      }
+      needs_calibration |= entry.quantizer == Quantizer::Gptq || entry.quantizer == Quantizer::RtnClip;
+    }
+    choose = [&](const std::string& name, int, LinearKind) {
+      if (std::find(plan.unquantized.begin(), plan.unquantized.end(), name) != plan.unquantized.end()) {
+        return ModuleChoice{WeightFormatId::BF16, Quantizer::Rtn, /*keep=*/true};
+      }
+      return plan_module_choice(plan, name);
+    };
+  }
   QuantizeOptions options;
   options.calibration.text_paths = args.calib;
   // WikiText-2 validation text is the default calibration set (never the test split).
-  if (options.calibration.text_paths.empty() &&
-      (scheme.quantizer == Quantizer::Gptq || scheme.quantizer == Quantizer::RtnClip)) {
+  if (options.calibration.text_paths.empty() && needs_calibration) {
     if (std::filesystem::exists(MPQ_DEFAULT_CALIB)) options.calibration.text_paths = {MPQ_DEFAULT_CALIB};
   }
   options.calibration.n_samples = args.calib_samples;
@@ -40,11 +76,10 @@ int run_quantize(const QuantizeArgs& args) {
   options.calibration.seed = args.seed;
   options.gptq_act_order = args.act_order;
   options.gptq_damp = args.damp;
-  const QuantizeReport report = quantize_model(
-      model, [&](const std::string&, int, LinearKind) { return ModuleChoice{scheme.format, scheme.quantizer}; },
-      options);
+  const QuantizeReport report = quantize_model(model, choose, options);
+  const std::string what = args.plan_path.empty() ? scheme.name() : "plan " + args.plan_path;
   nlohmann::json provenance = {{"source", args.model.path},
-                               {"scheme", scheme.name()},
+                               {"scheme", what},
                                {"calibration", options.calibration.text_paths},
                                {"calib_samples", args.calib_samples},
                                {"calib_len", args.calib_len},
@@ -63,11 +98,11 @@ int run_quantize(const QuantizeArgs& args) {
   write_quantized_model(model, report, args.out, provenance, embedding_dtype);
   uint64_t file_bytes = std::filesystem::file_size(args.out + "/model.safetensors");
   if (args.json) {
-    print_json({{"out", args.out}, {"scheme", scheme.name()}, {"bits_per_weight", report.bits_per_weight},
+    print_json({{"out", args.out}, {"scheme", what}, {"bits_per_weight", report.bits_per_weight},
                 {"seconds", report.seconds}, {"file_bytes", file_bytes}});
   } else {
     std::printf("%s: %s, %.4f bits per Linear weight, model.safetensors %.1f MB, %.1f s\n", args.out.c_str(),
-                scheme.name().c_str(), report.bits_per_weight, file_bytes / 1e6, report.seconds);
+                what.c_str(), report.bits_per_weight, file_bytes / 1e6, report.seconds);
   }
   return 0;
 }
@@ -75,8 +110,8 @@ int run_quantize(const QuantizeArgs& args) {
 Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with one scheme", [](CLI::App& app) {
                           auto args = std::make_shared<QuantizeArgs>();
                           add_model_args(app, args->model);
-                          app.add_option("--scheme", args->scheme, "FORMAT[:QUANTIZER], e.g. int4_g128:gptq")
-                              ->required();
+                          app.add_option("--scheme", args->scheme, "FORMAT[:QUANTIZER], e.g. int4_g128:gptq");
+                          app.add_option("--plan", args->plan_path, "a plan file from `mpq plan` (instead of --scheme)");
                           app.add_option("--calib", args->calib,
                                          "calibration text file(s) (default: WikiText-2 validation split)");
                           app.add_option("--calib-samples", args->calib_samples, "calibration sequences")

@@ -133,6 +133,7 @@ QuantizeReport quantize_model(Model& model,
   auto process_layer = [&](int l, const LayerStats* stats) {
     for (int k = 0; k < kLinearKinds; ++k) {
       Linear& linear = model.layers[l].linear[k];
+      if (choices[l][k].keep) continue;
       const InputStats* s = stats ? &stats->of(static_cast<LinearKind>(k)) : nullptr;
       report.modules[linear.name] = quantize_linear(linear, choices[l][k], s, options);
     }

@@ -36,6 +36,7 @@ Scheme parse_scheme(const std::string& text, const std::string& where = "--schem
 struct ModuleChoice {
   WeightFormatId format;
   Quantizer quantizer;
+  bool keep = false;  // leave the module as it is (not quantized)
 };
 
 struct QuantizeOptions {
