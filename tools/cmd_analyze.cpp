@@ -16,10 +16,7 @@ namespace {
 
 struct AnalyzeArgs {
   ModelArgs model;
-  std::vector<std::string> calib;
-  int calib_samples = 16;
-  int calib_len = 512;
-  uint64_t seed = 0;
+  CalibArgs calib{.samples = 16};
   std::string methods = "fisher,output,channels";
   std::string formats;
   std::string out;
@@ -34,13 +31,8 @@ int run_analyze(const AnalyzeArgs& args) {
   if (!args.formats.empty()) options.formats = parse_format_list(args.formats);
   options.progress = !args.quiet;
   Model model = load_model_from_args(args.model);
-  CalibrationOptions calib;
-  calib.text_paths = args.calib;
-  if (calib.text_paths.empty() && std::filesystem::exists(MPQ_DEFAULT_CALIB)) calib.text_paths = {MPQ_DEFAULT_CALIB};
+  const CalibrationOptions calib = calibration_options(args.calib);
   if (calib.text_paths.empty()) fail("--calib", "no calibration text given and the default is missing");
-  calib.n_samples = args.calib_samples;
-  calib.seq_len = args.calib_len;
-  calib.seed = args.seed;
   const CalibrationSet set = sample_calibration(model, calib);
   const SensitivityResult result = analyze_sensitivity(model, set, options);
   write_sensitivity_file(result, sensitivity_model_identity(model, args.model.path), calib, args.out);
@@ -58,13 +50,7 @@ Registrar analyze_cmd{{"analyze", "sensitivity of each Linear tensor / output ch
                        [](CLI::App& app) {
                          auto args = std::make_shared<AnalyzeArgs>();
                          add_model_args(app, args->model);
-                         app.add_option("--calib", args->calib,
-                                        "calibration text file(s) (default: WikiText-2 validation split)");
-                         app.add_option("--calib-samples", args->calib_samples, "calibration sequences")
-                             ->check(CLI::PositiveNumber);
-                         app.add_option("--calib-len", args->calib_len, "tokens per calibration sequence")
-                             ->check(CLI::Range(2, 1 << 20));
-                         app.add_option("--seed", args->seed, "calibration sampling seed");
+                         add_calibration_args(app, args->calib);
                          app.add_option("--methods", args->methods,
                                         "comma list of fisher, output, channels (default: all three)");
                          app.add_option("--formats", args->formats,

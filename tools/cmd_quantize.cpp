@@ -18,10 +18,7 @@ struct QuantizeArgs {
   ModelArgs model;
   std::string scheme;
   std::string plan_path;
-  std::vector<std::string> calib;
-  int calib_samples = 64;
-  int calib_len = 512;
-  uint64_t seed = 0;
+  CalibArgs calib;
   bool act_order = false;
   double damp = 0.01;
   std::string embedding_dtype = "f32";
@@ -66,24 +63,16 @@ int run_quantize(const QuantizeArgs& args) {
     };
   }
   QuantizeOptions options;
-  options.calibration.text_paths = args.calib;
-  // WikiText-2 validation text is the default calibration set (never the test split).
-  if (options.calibration.text_paths.empty() && needs_calibration) {
-    if (std::filesystem::exists(MPQ_DEFAULT_CALIB)) options.calibration.text_paths = {MPQ_DEFAULT_CALIB};
-  }
-  options.calibration.n_samples = args.calib_samples;
-  options.calibration.seq_len = args.calib_len;
-  options.calibration.seed = args.seed;
+  // Calibration is only drawn when a quantizer needs it (gptq; rtn_clip uses the importance).
+  options.calibration = calibration_options(args.calib);
+  if (!needs_calibration && args.calib.files.empty()) options.calibration.text_paths.clear();
   options.gptq_act_order = args.act_order;
   options.gptq_damp = args.damp;
   const QuantizeReport report = quantize_model(model, choose, options);
   const std::string what = args.plan_path.empty() ? scheme.name() : "plan " + args.plan_path;
   nlohmann::json provenance = {{"source", args.model.path},
                                {"scheme", what},
-                               {"calibration", options.calibration.text_paths},
-                               {"calib_samples", args.calib_samples},
-                               {"calib_len", args.calib_len},
-                               {"seed", args.seed},
+                               {"calibration", calibration_json(options.calibration)},
                                {"act_order", args.act_order},
                                {"damp", args.damp}};
   DType embedding_dtype = DType::F32;
@@ -112,13 +101,7 @@ Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with on
                           add_model_args(app, args->model);
                           app.add_option("--scheme", args->scheme, "FORMAT[:QUANTIZER], e.g. int4_g128:gptq");
                           app.add_option("--plan", args->plan_path, "a plan file from `mpq plan` (instead of --scheme)");
-                          app.add_option("--calib", args->calib,
-                                         "calibration text file(s) (default: WikiText-2 validation split)");
-                          app.add_option("--calib-samples", args->calib_samples, "calibration sequences")
-                              ->check(CLI::PositiveNumber);
-                          app.add_option("--calib-len", args->calib_len, "tokens per calibration sequence")
-                              ->check(CLI::Range(2, 1 << 20));
-                          app.add_option("--seed", args->seed, "calibration sampling seed");
+                          add_calibration_args(app, args->calib);
                           app.add_flag("--act-order", args->act_order,
                                        "GPTQ: quantize columns by descending Hessian diagonal");
                           app.add_option("--damp", args->damp, "GPTQ: dampening (fraction of mean diag H)")

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -27,6 +28,30 @@ Model load_model_from_args(const ModelArgs& args, bool need_tokenizer) {
   options.tokenizer_path = args.tokenizer_path;
   options.need_tokenizer = need_tokenizer;
   return load_model(args.path, options);
+}
+
+void add_calibration_args(CLI::App& app, CalibArgs& args) {
+  app.add_option("--calib", args.files, "calibration text file(s) (default: WikiText-2 validation split)");
+  app.add_option("--calib-samples", args.samples, "calibration sequences")->check(CLI::PositiveNumber);
+  app.add_option("--calib-len", args.len, "tokens per calibration sequence")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--seed", args.seed, "calibration sampling seed");
+}
+
+CalibrationOptions calibration_options(const CalibArgs& args) {
+  CalibrationOptions options;
+  options.text_paths = args.files;
+  if (options.text_paths.empty() && std::filesystem::exists(MPQ_DEFAULT_CALIB)) {
+    options.text_paths = {MPQ_DEFAULT_CALIB};
+  }
+  options.n_samples = args.samples;
+  options.seq_len = args.len;
+  options.seed = args.seed;
+  return options;
+}
+
+nlohmann::json calibration_json(const CalibrationOptions& options) {
+  return {{"files", options.text_paths}, {"samples", options.n_samples}, {"len", options.seq_len},
+          {"seed", options.seed}};
 }
 
 std::string read_text_file(const std::string& path) {

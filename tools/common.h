@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "calib/calibration.h"
 #include "mpq/model.h"
 
 namespace mpq::cli {
@@ -21,6 +22,21 @@ void add_model_args(CLI::App& app, ModelArgs& args);
 
 // Applies --threads and loads the model.
 Model load_model_from_args(const ModelArgs& args, bool need_tokenizer = true);
+
+// Calibration text options shared by the commands that calibrate.
+struct CalibArgs {
+  std::vector<std::string> files;  // --calib (default: WikiText-2 validation split)
+  int samples = 64;                // --calib-samples
+  int len = 512;                   // --calib-len
+  uint64_t seed = 0;               // --seed
+};
+// Adds --calib, --calib-samples, --calib-len and --seed to `app`.
+void add_calibration_args(CLI::App& app, CalibArgs& args);
+// The options, with WikiText-2's validation split when no file is given and it exists (never
+// the test split).
+CalibrationOptions calibration_options(const CalibArgs& args);
+// Provenance of a calibration for output files.
+nlohmann::json calibration_json(const CalibrationOptions& options);
 
 // Reads a whole text file; throws mpq::Error naming it when unreadable.
 std::string read_text_file(const std::string& path);

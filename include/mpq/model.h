@@ -84,6 +84,9 @@ struct Linear {
   std::string name;                       // HF tensor name without ".weight"
   std::unique_ptr<LinearWeights> weights;  // never null in a loaded model
   std::vector<float> bias;                 // [out_features] or empty
+
+  // y[t, :] = W · x[t, :] + bias for t < n_tokens (x [n_tokens, in], y [n_tokens, out]).
+  void apply(const float* x, int64_t n_tokens, float* y) const;
 };
 
 // Callbacks a calibration pass uses to watch the forward pass. Default: do nothing.

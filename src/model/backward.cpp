@@ -42,19 +42,6 @@ void input_gradient(const float* dy, const float* w, int64_t n, int64_t in, int6
   }
 }
 
-void add_bias(float* y, const std::vector<float>& bias, int64_t n) {
-  if (bias.empty()) return;
-  const int64_t width = static_cast<int64_t>(bias.size());
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t i = 0; i < width; ++i) y[t * width + i] += bias[i];
-  }
-}
-
-void run_linear(const Linear& linear, const float* x, int64_t n, float* y) {
-  linear.weights->forward(x, n, y);
-  add_bias(y, linear.bias, n);
-}
-
 // The activations of one layer that its backward pass needs.
 struct LayerActs {
   std::vector<float> xn1;           // [n, dim] attention-norm output (input of q/k/v)
@@ -89,9 +76,9 @@ void layer_forward(const Model& model, int l, const BatchPlan& plan, const float
   a.h.resize(n * c.ffn_dim);
 
   grad::rms_norm(x0, layer.attn_norm.data(), a.xn1.data(), n, c.dim, c.rms_eps);
-  run_linear(layer.at(LinearKind::Q), a.xn1.data(), n, a.q.data());
-  run_linear(layer.at(LinearKind::K), a.xn1.data(), n, a.k.data());
-  run_linear(layer.at(LinearKind::V), a.xn1.data(), n, a.v.data());
+  layer.at(LinearKind::Q).apply(a.xn1.data(), n, a.q.data());
+  layer.at(LinearKind::K).apply(a.xn1.data(), n, a.k.data());
+  layer.at(LinearKind::V).apply(a.xn1.data(), n, a.v.data());
   if (c.qk_norm) {
     a.q_lin = a.q;
     a.k_lin = a.k;
@@ -103,15 +90,15 @@ void layer_forward(const Model& model, int l, const BatchPlan& plan, const float
   grad::rope(a.q.data(), n, c.n_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
   grad::rope(a.k.data(), n, c.n_kv_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
   grad::attention(attention_shape(c), a.q.data(), a.k.data(), a.v.data(), n, a.att.data());
-  run_linear(layer.at(LinearKind::O), a.att.data(), n, a.x1.data());
+  layer.at(LinearKind::O).apply(a.att.data(), n, a.x1.data());
   for (int64_t i = 0; i < n * c.dim; ++i) a.x1[i] += x0[i];
 
   grad::rms_norm(a.x1.data(), layer.ffn_norm.data(), a.xn2.data(), n, c.dim, c.rms_eps);
-  run_linear(layer.at(LinearKind::Gate), a.xn2.data(), n, a.gate.data());
-  run_linear(layer.at(LinearKind::Up), a.xn2.data(), n, a.up.data());
+  layer.at(LinearKind::Gate).apply(a.xn2.data(), n, a.gate.data());
+  layer.at(LinearKind::Up).apply(a.xn2.data(), n, a.up.data());
   grad::swiglu(a.gate.data(), a.up.data(), a.h.data(), n * c.ffn_dim);
   if (x_out != nullptr) {
-    run_linear(layer.at(LinearKind::Down), a.h.data(), n, x_out);
+    layer.at(LinearKind::Down).apply(a.h.data(), n, x_out);
     for (int64_t i = 0; i < n * c.dim; ++i) x_out[i] += a.x1[i];
   }
 }
@@ -204,7 +191,7 @@ double head_backward(const Model& model, std::span<const int32_t> tokens, const 
   for (int64_t r0 = 0; r0 < n_targets; r0 += chunk) {
     const int64_t rows = std::min<int64_t>(chunk, n_targets - r0);
     grad::rms_norm(x + r0 * c.dim, model.final_norm.data(), xn.data(), rows, c.dim, c.rms_eps);
-    run_linear(model.lm_head, xn.data(), rows, logits.data());
+    model.lm_head.apply(xn.data(), rows, logits.data());
     loss_sum += grad::cross_entropy(logits.data(), tokens.data() + r0 + 1, rows, vocab, grad_scale,
                                     logits.data());
     input_gradient(logits.data(), w_head.data(), rows, c.dim, vocab, dxn.data(), false);

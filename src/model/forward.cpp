@@ -50,19 +50,6 @@ void apply_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, const flo
   }
 }
 
-void add_bias(float* y, const std::vector<float>& bias, int64_t n_tokens) {
-  if (bias.empty()) return;
-  const int64_t width = static_cast<int64_t>(bias.size());
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t i = 0; i < width; ++i) y[t * width + i] += bias[i];
-  }
-}
-
-void run_linear(const Linear& linear, const float* x, int64_t n_tokens, float* y) {
-  linear.weights->forward(x, n_tokens, y);
-  add_bias(y, linear.bias, n_tokens);
-}
-
 // Causal attention of one sequence's new tokens against its cache (which already holds their
 // keys/values). q and out are [n_new, q_dim] with row stride q_dim; the cache rows have stride
 // kv_dim. Heads sharing a KV head (GQA) read the same cache columns.
@@ -177,9 +164,9 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   // --- attention block
   rms_norm(x, layer.attn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
   for (LinearKind kind : {LinearKind::Q, LinearKind::K, LinearKind::V}) hook(kind, xn.data(), c.dim);
-  run_linear(layer.at(LinearKind::Q), xn.data(), n_tokens, q.data());
-  run_linear(layer.at(LinearKind::K), xn.data(), n_tokens, k.data());
-  run_linear(layer.at(LinearKind::V), xn.data(), n_tokens, v.data());
+  layer.at(LinearKind::Q).apply(xn.data(), n_tokens, q.data());
+  layer.at(LinearKind::K).apply(xn.data(), n_tokens, k.data());
+  layer.at(LinearKind::V).apply(xn.data(), n_tokens, v.data());
   if (c.qk_norm) {
     rms_norm(q.data(), layer.q_norm.data(), q.data(), n_tokens * c.n_heads, c.head_dim, c.rms_eps);
     rms_norm(k.data(), layer.k_norm.data(), k.data(), n_tokens * c.n_kv_heads, c.head_dim, c.rms_eps);
@@ -201,21 +188,21 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
     start += seq.n_tokens;
   }
   hook(LinearKind::O, att.data(), c.q_dim());
-  run_linear(layer.at(LinearKind::O), att.data(), n_tokens, proj.data());
+  layer.at(LinearKind::O).apply(att.data(), n_tokens, proj.data());
   for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
 
   // --- SwiGLU MLP
   rms_norm(x, layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
   for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(kind, xn.data(), c.dim);
-  run_linear(layer.at(LinearKind::Gate), xn.data(), n_tokens, gate.data());
-  run_linear(layer.at(LinearKind::Up), xn.data(), n_tokens, up.data());
+  layer.at(LinearKind::Gate).apply(xn.data(), n_tokens, gate.data());
+  layer.at(LinearKind::Up).apply(xn.data(), n_tokens, up.data());
 #pragma omp parallel for if (n_tokens > 8)
   for (int64_t i = 0; i < n_tokens * c.ffn_dim; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.f + std::exp(-g)) * up[i];
   }
   hook(LinearKind::Down, gate.data(), c.ffn_dim);
-  run_linear(layer.at(LinearKind::Down), gate.data(), n_tokens, proj.data());
+  layer.at(LinearKind::Down).apply(gate.data(), n_tokens, proj.data());
   for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
 }
 
@@ -233,7 +220,7 @@ std::vector<float> Model::head(const float* x, int64_t n_tokens, std::span<const
   }
   rms_norm(selected.data(), final_norm.data(), selected.data(), n_out, c.dim, c.rms_eps);
   std::vector<float> logits(n_out * c.vocab_size);
-  if (n_out > 0) run_linear(lm_head, selected.data(), n_out, logits.data());
+  if (n_out > 0) lm_head.apply(selected.data(), n_out, logits.data());
   return logits;
 }
 

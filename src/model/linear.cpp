@@ -55,6 +55,15 @@ class QuantizedWeights final : public LinearWeights {
 
 }  // namespace
 
+void Linear::apply(const float* x, int64_t n_tokens, float* y) const {
+  weights->forward(x, n_tokens, y);
+  if (bias.empty()) return;
+  const int64_t width = static_cast<int64_t>(bias.size());
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t i = 0; i < width; ++i) y[t * width + i] += bias[i];
+  }
+}
+
 std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q) {
   return std::make_unique<QuantizedWeights>(std::move(q));
 }
