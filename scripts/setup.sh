@@ -12,7 +12,9 @@ MPQ="$MPQ_BUILD/mpq"
 TEXT="$MPQ_ROOT/../shared/text/wikitext-2-raw-v1/wiki.test.raw"
 CHUNKS="${MPQ_PPL_CHUNKS:-40}"
 OUT="$MPQ_MODELS/smollm2-int4_g128-gptq"
-"$MPQ" info "$MPQ_DEFAULT_MODEL" | head -4
+# (the full tensor list goes to a file: piping into `head` would end mpq with SIGPIPE)
+"$MPQ" info "$MPQ_DEFAULT_MODEL" > "$MPQ_MODELS/default-model-info.txt"
+head -4 "$MPQ_MODELS/default-model-info.txt"
 if [ ! -f "$TEXT" ]; then
   echo "error: $TEXT not found: the shared data folder must sit beside the repository" >&2
   exit 1
