@@ -4,6 +4,8 @@
 // matches Model::forward to roundoff. See docs/GRADIENTS.md.
 #include "model/backward.h"
 
+#include "model/ops.h"
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -210,15 +212,7 @@ double head_backward(const Model& model, std::span<const int32_t> tokens, const 
 namespace grad {
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t width, float eps) {
-#pragma omp parallel for if (rows > 8)
-  for (int64_t t = 0; t < rows; ++t) {
-    const float* row = x + t * width;
-    double sum_sq = 0;
-    for (int64_t i = 0; i < width; ++i) sum_sq += static_cast<double>(row[i]) * row[i];
-    const float scale = static_cast<float>(1.0 / std::sqrt(sum_sq / width + eps));
-    float* out = y + t * width;
-    for (int64_t i = 0; i < width; ++i) out[i] = row[i] * scale * w[i];
-  }
+  ops::rms_norm(x, w, y, rows, width, eps);
 }
 
 // With r = 1/sqrt(mean(x²) + eps) and g = dy ⊙ w:  dx = r·g - x · r³ · (g·x) / width.
@@ -246,20 +240,7 @@ void rms_norm_backward(const float* x, const float* w, const float* dy, float* d
 }
 
 void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t, const float* sin_t) {
-  const int half = head_dim / 2;
-#pragma omp parallel for if (rows > 8)
-  for (int64_t t = 0; t < rows; ++t) {
-    const float* c = cos_t + t * half;
-    const float* s = sin_t + t * half;
-    for (int h = 0; h < n_heads; ++h) {
-      float* head = x + (t * n_heads + h) * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float a = head[i], b = head[i + half];
-        head[i] = a * c[i] - b * s[i];
-        head[i + half] = a * s[i] + b * c[i];
-      }
-    }
-  }
+  ops::rope(x, rows, n_heads, head_dim, cos_t, sin_t);
 }
 
 // The rotation is orthogonal: its transpose (rotation by -angle) maps output to input gradients.
@@ -292,22 +273,7 @@ void attention_probs(const AttentionShape& s, const float* q, const float* k, in
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, q + h * hd, q_dim,
               k + kv * hd, kv_dim, 0.f, p, n);
-  for (int64_t i = 0; i < n; ++i) {
-    float* row = p + i * n;
-    const int64_t visible = i + 1;
-    const int64_t oldest = s.sliding_window > 0 ? std::max<int64_t>(0, visible - s.sliding_window) : 0;
-    float max_score = -std::numeric_limits<float>::infinity();
-    for (int64_t j = oldest; j < visible; ++j) max_score = std::max(max_score, row[j]);
-    double sum = 0;
-    for (int64_t j = oldest; j < visible; ++j) {
-      row[j] = std::exp(row[j] - max_score);
-      sum += row[j];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = 0; j < oldest; ++j) row[j] = 0.f;
-    for (int64_t j = oldest; j < visible; ++j) row[j] *= inv;
-    for (int64_t j = visible; j < n; ++j) row[j] = 0.f;
-  }
+  ops::causal_softmax(p, n, n, 0, s.sliding_window);
 }
 
 void check_shape(const AttentionShape& s) {

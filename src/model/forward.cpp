@@ -11,44 +11,11 @@
 #include <limits>
 
 #include "mpq/error.h"
+#include "model/ops.h"
 #include "mpq/model.h"
 
 namespace mpq {
 namespace {
-
-// y[t] = x[t] / rms(x[t]) * weight, for each of n rows of width `width`.
-void rms_norm(const float* x, const float* weight, float* y, int64_t n, int64_t width, float eps) {
-#pragma omp parallel for if (n > 8)
-  for (int64_t t = 0; t < n; ++t) {
-    const float* row = x + t * width;
-    double sum_sq = 0;
-    for (int64_t i = 0; i < width; ++i) sum_sq += static_cast<double>(row[i]) * row[i];
-    const float scale = static_cast<float>(1.0 / std::sqrt(sum_sq / width + eps));
-    float* out = y + t * width;
-    for (int64_t i = 0; i < width; ++i) out[i] = row[i] * scale * weight[i];
-  }
-}
-
-// Rotate-half RoPE (Hugging Face / NEOX order) on the heads of each row: within a head of size
-// hd, element i pairs with element i + hd/2. cos/sin are [n_tokens, hd/2].
-void apply_rope(float* x, int64_t n_tokens, int n_heads, int head_dim, const float* cos_table,
-                const float* sin_table) {
-  const int half = head_dim / 2;
-#pragma omp parallel for if (n_tokens > 8)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const float* c = cos_table + t * half;
-    const float* s = sin_table + t * half;
-    for (int h = 0; h < n_heads; ++h) {
-      float* head = x + (t * n_heads + h) * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float a = head[i];
-        const float b = head[i + half];
-        head[i] = a * c[i] - b * s[i];
-        head[i + half] = a * s[i] + b * c[i];
-      }
-    }
-  }
-}
 
 // Causal attention of one sequence's new tokens against its cache (which already holds their
 // keys/values). q and out are [n_new, q_dim] with row stride q_dim; the cache rows have stride
@@ -70,24 +37,9 @@ void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, con
       // scores[i, j] = scale * q_i · k_j
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_new, n_keys, hd, scale, q + h * hd,
                   c.q_dim(), k_cache + kv * hd, c.kv_dim(), 0.f, scores.data(), n_keys);
-      // Causal softmax: query i sits at position n_past + i and sees keys 0..n_past + i.
-      for (int64_t i = 0; i < n_new; ++i) {
-        // With a sliding window, only the latest `sliding_window` positions are visible.
-        float* row = scores.data() + i * n_keys;
-        const int visible = n_past + static_cast<int>(i) + 1;
-        const int oldest = c.sliding_window > 0 ? std::max(0, visible - c.sliding_window) : 0;
-        float max_score = -std::numeric_limits<float>::infinity();
-        for (int j = oldest; j < visible; ++j) max_score = std::max(max_score, row[j]);
-        double sum = 0;
-        for (int j = oldest; j < visible; ++j) {
-          row[j] = std::exp(row[j] - max_score);
-          sum += row[j];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int j = 0; j < oldest; ++j) row[j] = 0.f;
-        for (int j = oldest; j < visible; ++j) row[j] *= inv;
-        for (int j = visible; j < n_keys; ++j) row[j] = 0.f;
-      }
+      // Causal softmax: query i sits at position n_past + i and sees keys 0..n_past + i (only the
+      // latest `sliding_window` of them with a sliding window).
+      ops::causal_softmax(scores.data(), n_new, n_keys, n_past, c.sliding_window);
       // out_h = P · V_kv
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_new, hd, n_keys, 1.f, scores.data(),
                   n_keys, v_cache + kv * hd, c.kv_dim(), 0.f, out + h * hd, c.q_dim());
@@ -162,17 +114,17 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   };
 
   // --- attention block
-  rms_norm(x, layer.attn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
+  ops::rms_norm(x, layer.attn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
   for (LinearKind kind : {LinearKind::Q, LinearKind::K, LinearKind::V}) hook(kind, xn.data(), c.dim);
   layer.at(LinearKind::Q).apply(xn.data(), n_tokens, q.data());
   layer.at(LinearKind::K).apply(xn.data(), n_tokens, k.data());
   layer.at(LinearKind::V).apply(xn.data(), n_tokens, v.data());
   if (c.qk_norm) {
-    rms_norm(q.data(), layer.q_norm.data(), q.data(), n_tokens * c.n_heads, c.head_dim, c.rms_eps);
-    rms_norm(k.data(), layer.k_norm.data(), k.data(), n_tokens * c.n_kv_heads, c.head_dim, c.rms_eps);
+    ops::rms_norm(q.data(), layer.q_norm.data(), q.data(), n_tokens * c.n_heads, c.head_dim, c.rms_eps);
+    ops::rms_norm(k.data(), layer.k_norm.data(), k.data(), n_tokens * c.n_kv_heads, c.head_dim, c.rms_eps);
   }
-  apply_rope(q.data(), n_tokens, c.n_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
-  apply_rope(k.data(), n_tokens, c.n_kv_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
+  ops::rope(q.data(), n_tokens, c.n_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
+  ops::rope(k.data(), n_tokens, c.n_kv_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
   int64_t start = 0;
   for (const SequenceInput& seq : plan.sequences) {
     KVCache& cache = *seq.cache;
@@ -192,7 +144,7 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
 
   // --- SwiGLU MLP
-  rms_norm(x, layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
+  ops::rms_norm(x, layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
   for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(kind, xn.data(), c.dim);
   layer.at(LinearKind::Gate).apply(xn.data(), n_tokens, gate.data());
   layer.at(LinearKind::Up).apply(xn.data(), n_tokens, up.data());
@@ -218,7 +170,7 @@ std::vector<float> Model::head(const float* x, int64_t n_tokens, std::span<const
     if (rows[r] < 0 || rows[r] >= n_tokens) fail("forward", "output row out of range");
     std::copy_n(&x[static_cast<int64_t>(rows[r]) * c.dim], c.dim, &selected[r * c.dim]);
   }
-  rms_norm(selected.data(), final_norm.data(), selected.data(), n_out, c.dim, c.rms_eps);
+  ops::rms_norm(selected.data(), final_norm.data(), selected.data(), n_out, c.dim, c.rms_eps);
   std::vector<float> logits(n_out * c.vocab_size);
   if (n_out > 0) lm_head.apply(selected.data(), n_out, logits.data());
   return logits;
