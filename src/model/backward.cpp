@@ -246,20 +246,7 @@ void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t,
 // The rotation is orthogonal: its transpose (rotation by -angle) maps output to input gradients.
 void rope_backward(float* dx, int64_t rows, int n_heads, int head_dim, const float* cos_t,
                    const float* sin_t) {
-  const int half = head_dim / 2;
-#pragma omp parallel for if (rows > 8)
-  for (int64_t t = 0; t < rows; ++t) {
-    const float* c = cos_t + t * half;
-    const float* s = sin_t + t * half;
-    for (int h = 0; h < n_heads; ++h) {
-      float* head = dx + (t * n_heads + h) * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float a = head[i], b = head[i + half];
-        head[i] = a * c[i] + b * s[i];
-        head[i + half] = -a * s[i] + b * c[i];
-      }
-    }
-  }
+  ops::rope(dx, rows, n_heads, head_dim, cos_t, sin_t, /*inverse=*/true);
 }
 
 namespace {

@@ -18,8 +18,10 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64
   }
 }
 
-void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t, const float* sin_t) {
+void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t, const float* sin_t,
+          bool inverse) {
   const int half = head_dim / 2;
+  const float sign = inverse ? -1.f : 1.f;  // sin(-angle) = -sin(angle)
 #pragma omp parallel for if (rows > 8)
   for (int64_t t = 0; t < rows; ++t) {
     const float* c = cos_t + t * half;
@@ -28,8 +30,9 @@ void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t,
       float* head = x + (t * n_heads + h) * head_dim;
       for (int i = 0; i < half; ++i) {
         const float a = head[i], b = head[i + half];
-        head[i] = a * c[i] - b * s[i];
-        head[i + half] = a * s[i] + b * c[i];
+        const float sn = sign * s[i];
+        head[i] = a * c[i] - b * sn;
+        head[i + half] = a * sn + b * c[i];
       }
     }
   }

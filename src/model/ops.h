@@ -13,7 +13,10 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64
 
 // Rotate-half RoPE (Hugging Face / NEOX order) in place on the heads of each row: within a head
 // of size head_dim, element i pairs with element i + head_dim/2. cos/sin are [rows, head_dim/2].
-void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t, const float* sin_t);
+// `inverse` rotates by the opposite angles: the transpose of the rotation, which is what carries
+// gradients back through it.
+void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t, const float* sin_t,
+          bool inverse = false);
 
 // In place, for each of `rows` query rows of `n_keys` attention scores: the causal (optionally
 // windowed) softmax. Query i sits at position n_past + i and sees keys
