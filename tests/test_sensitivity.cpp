@@ -56,7 +56,8 @@ TEST(Sensitivity, ParsesMethodsAndFormats) {
   EXPECT_TRUE(m.fisher && m.channels && !m.output);
   EXPECT_EQ(m.names(), (std::vector<std::string>{"fisher", "channels"}));
   EXPECT_THROW(mpq::parse_sensitivity_methods("fisher,bogus"), mpq::Error);
-  EXPECT_THROW(mpq::parse_sensitivity_methods("kld"), mpq::Error);
+  const auto all = mpq::parse_sensitivity_methods("shapley,kld,output,channels,fisher");
+  EXPECT_EQ(all.names(), (std::vector<std::string>{"fisher", "output", "channels", "kld", "shapley"}));
   EXPECT_THROW(mpq::parse_sensitivity_methods(""), mpq::Error);
   try {
     mpq::parse_sensitivity_methods("fisher,bogus");

@@ -7,6 +7,7 @@
 #include "calib/calibration.h"
 #include "calib/sensitivity.h"
 #include "calib/sensitivity_file.h"
+#include "io/atomic_file.h"
 #include "command.h"
 #include "common.h"
 #include "mpq/error.h"
@@ -19,10 +20,38 @@ struct AnalyzeArgs {
   CalibArgs calib{.samples = 16};
   std::string methods = "fisher,output,channels";
   std::string formats;
+  int heldout_samples = 4;      // --heldout-samples
+  int heldout_len = 256;        // --heldout-len
+  std::string shapley_players = "layers";
+  std::string shapley_formats = "int4_g128,int2_g64";
+  int shapley_permutations = 48;
   std::string out;
+  bool resume = false;
   bool quiet = false;
   bool json = false;
 };
+
+// The held-out token set's seed: a fixed offset from --seed, so that one seed fixes both sets.
+constexpr uint64_t kHeldoutSeedOffset = 1000003;
+
+// Reads the progress file of an interrupted run; refuses one made with other settings.
+nlohmann::json read_progress(const std::string& path, const nlohmann::json& settings) {
+  if (!std::filesystem::exists(path)) {
+    std::fprintf(stderr, "[analyze] --resume: no %s, starting from the beginning\n", path.c_str());
+    return nlohmann::json::object();
+  }
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("unreadable progress file: ") + e.what());
+  }
+  if (!j.is_object() || j.value("settings", nlohmann::json()) != settings) {
+    fail(path, "progress file is from a run with other settings (model, calibration, methods, formats); "
+               "delete it or rerun with the same arguments");
+  }
+  return j.value("state", nlohmann::json::object());
+}
 
 int run_analyze(const AnalyzeArgs& args) {
   // Validate the cheap arguments before loading anything.
@@ -30,12 +59,68 @@ int run_analyze(const AnalyzeArgs& args) {
   options.methods = parse_sensitivity_methods(args.methods);
   if (!args.formats.empty()) options.formats = parse_format_list(args.formats);
   options.progress = !args.quiet;
+  if (options.methods.shapley) {
+    const std::vector<WeightFormatId> pair = parse_format_list(args.shapley_formats, "--shapley-formats");
+    if (pair.size() != 2) fail("--shapley-formats", "give exactly two formats: HIGH,LOW");
+    options.shapley.high = pair[0];
+    options.shapley.low = pair[1];
+    if (args.shapley_players != "layers" && args.shapley_players != "tensors") {
+      fail("--shapley-players", "expected 'layers' or 'tensors', got '" + args.shapley_players + "'");
+    }
+    options.shapley.tensor_players = args.shapley_players == "tensors";
+    if (args.shapley_permutations < 2) fail("--shapley-permutations", "need at least 2");
+    options.shapley.permutations = args.shapley_permutations;
+    options.shapley.seed = args.calib.seed;
+  }
   Model model = load_model_from_args(args.model);
   const CalibrationOptions calib = calibration_options(args.calib);
   if (calib.text_paths.empty()) fail("--calib", "no calibration text given and the default is missing");
   const CalibrationSet set = sample_calibration(model, calib);
-  const SensitivityResult result = analyze_sensitivity(model, set, options);
-  write_sensitivity_file(result, sensitivity_model_identity(model, args.model.path), calib, args.out);
+  CalibrationOptions heldout_options = calib;
+  heldout_options.n_samples = args.heldout_samples;
+  heldout_options.seq_len = args.heldout_len;
+  heldout_options.seed = calib.seed + kHeldoutSeedOffset;
+  nlohmann::json heldout_info;
+  if (options.methods.kld || options.methods.shapley) {
+    options.heldout = sample_calibration(model, heldout_options, &set).sequences;
+    heldout_info = {{"n_samples", heldout_options.n_samples},
+                    {"seq_len", heldout_options.seq_len},
+                    {"seed", heldout_options.seed},
+                    {"disjoint_from_calibration", true}};
+  }
+  const nlohmann::json identity = sensitivity_model_identity(model, args.model.path);
+
+  // Progress of the resumable methods: <out>.progress.json, rewritten atomically after every
+  // finished unit and removed when the file is complete.
+  const std::string progress_path = args.out + ".progress.json";
+  nlohmann::json formats_json = nlohmann::json::array();
+  for (WeightFormatId f : options.formats.empty() ? default_sensitivity_formats() : options.formats) {
+    formats_json.push_back(weight_format(f).name);
+  }
+  const nlohmann::json settings = {{"model", identity},
+                                   {"calibration", calibration_json(calib)},
+                                   {"heldout", heldout_info},
+                                   {"methods", options.methods.names()},
+                                   {"formats", formats_json},
+                                   {"shapley", {{"players", args.shapley_players},
+                                                {"formats", args.shapley_formats},
+                                                {"permutations", args.shapley_permutations}}}};
+  if (args.resume) options.resume = read_progress(progress_path, settings);
+  if (options.methods.kld || options.methods.shapley) {
+    options.checkpoint = [&](const nlohmann::json& state) {
+      write_file_atomically(progress_path, nlohmann::json{{"settings", settings}, {"state", state}}.dump() + "\n");
+    };
+  }
+  SensitivityResult result = analyze_sensitivity(model, set, options);
+  result.heldout = heldout_info;
+  write_sensitivity_file(result, identity, calib, args.out);
+  std::error_code ec;
+  std::filesystem::remove(progress_path, ec);
+  if (!args.quiet) {
+    for (const auto& [method, seconds] : result.method_seconds) {
+      std::fprintf(stderr, "[analyze] %s: %.1f s\n", method.c_str(), seconds);
+    }
+  }
   const std::string bin = sensitivity_sidecar_path(args.out);
   if (args.json) {
     print_json({{"out", args.out}, {"sidecar", bin}, {"tensors", result.tensors.size()}, {"seconds", result.seconds}});
@@ -52,7 +137,20 @@ Registrar analyze_cmd{{"analyze", "sensitivity of each Linear tensor / output ch
                          add_model_args(app, args->model);
                          add_calibration_args(app, args->calib);
                          app.add_option("--methods", args->methods,
-                                        "comma list of fisher, output, channels (default: all three)");
+                                        "comma list of fisher, output, channels, kld, shapley "
+                                        "(default: fisher,output,channels)");
+                         app.add_option("--heldout-samples", args->heldout_samples,
+                                        "kld/shapley: held-out sequences (default 4)");
+                         app.add_option("--heldout-len", args->heldout_len,
+                                        "kld/shapley: tokens per held-out sequence (default 256)");
+                         app.add_option("--shapley-players", args->shapley_players,
+                                        "shapley: 'layers' (default) or 'tensors'");
+                         app.add_option("--shapley-formats", args->shapley_formats,
+                                        "shapley: HIGH,LOW formats (default int4_g128,int2_g64)");
+                         app.add_option("--shapley-permutations", args->shapley_permutations,
+                                        "shapley: permutations (chains) to sample (default 48)");
+                         app.add_flag("--resume", args->resume,
+                                      "continue an interrupted kld/shapley run from <out>.progress.json");
                          app.add_option("--formats", args->formats,
                                         "comma list of candidate formats (default: all but bf16/f16)");
                          app.add_option("--out", args->out, "summary JSON (the sidecar is <out>.bin)")

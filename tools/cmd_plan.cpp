@@ -69,7 +69,7 @@ Registrar plan_cmd{{"plan", "bit-allocation plan from a sensitivity file (tiers,
                       app.add_option("--formats", args->formats, "comma list of candidate formats (method-specific order)");
                       app.add_option("--pin", args->pins, "REGEX=FORMAT[:QUANTIZER] or REGEX=none (repeatable)");
                       app.add_flag("--fused-same", args->fused_same, "q/k/v and gate/up of a layer share a format");
-                      app.add_option("--cost", args->cost, "fisher or output (default fisher)");
+                      app.add_option("--cost", args->cost, "fisher, output, kld, or shapley (bqp; default fisher)");
                       app.add_option("--quantizer", args->quantizer, "quantizer of every tensor (default rtn)");
                       app.add_option("--out", args->out, "plan JSON")->required();
                       app.add_flag("--json", args->json, "print JSON");

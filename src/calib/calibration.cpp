@@ -12,7 +12,8 @@
 
 namespace mpq {
 
-CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& options) {
+CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& options,
+                                  const CalibrationSet* avoid) {
   if (model.tokenizer == nullptr) fail(model.source_path, "calibration needs the model's tokenizer");
   if (options.text_paths.empty()) fail("calibration", "no calibration text given");
   if (options.n_samples < 1 || options.seq_len < 2) {
@@ -42,10 +43,37 @@ CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& 
   // Our own offset draw (not std::uniform_int_distribution) so that the same seed gives the same
   // samples with every standard library.
   std::mt19937_64 rng(options.seed);
+  if (avoid != nullptr) {
+    check(avoid->options.text_paths == options.text_paths, "calibration",
+          "a held-out set must be drawn from the same files as the set it avoids");
+  }
+  auto overlaps = [&](size_t file, int64_t offset) {
+    if (avoid == nullptr) return false;
+    for (const CalibrationWindow& w : avoid->windows) {
+      if (static_cast<size_t>(w.file) == file && offset < w.offset + w.length && w.offset < offset + window) {
+        return true;
+      }
+    }
+    return false;
+  };
+  // Rejection sampling; a bounded number of draws so that texts too short to hold the held-out
+  // windows end in an error, not a hang.
+  int64_t attempts_left = int64_t{1000} * options.n_samples;
   for (int s = 0; s < options.n_samples; ++s) {
-    const int64_t draw = static_cast<int64_t>(rng() % static_cast<uint64_t>(total_starts));
-    const size_t file = std::upper_bound(starts.begin(), starts.end(), draw) - starts.begin();
-    const int64_t offset = draw - (file == 0 ? 0 : starts[file - 1]);
+    int64_t draw = 0;
+    size_t file = 0;
+    int64_t offset = 0;
+    do {
+      if (attempts_left-- <= 0) {
+        fail(options.text_paths.front(), "calibration texts too short to draw " + std::to_string(options.n_samples) +
+                                             " held-out sequences of " + std::to_string(options.seq_len) +
+                                             " tokens that avoid the calibration windows");
+      }
+      draw = static_cast<int64_t>(rng() % static_cast<uint64_t>(total_starts));
+      file = std::upper_bound(starts.begin(), starts.end(), draw) - starts.begin();
+      offset = draw - (file == 0 ? 0 : starts[file - 1]);
+    } while (overlaps(file, offset));
+    set.windows.push_back({static_cast<int>(file), offset, window});
     std::vector<int32_t> seq;
     seq.reserve(options.seq_len);
     if (bos) seq.push_back(spec.bos_id);

@@ -25,15 +25,27 @@ struct CalibrationOptions {
   int micro_batch = 4;                  // sequences per forward call
 };
 
+// Where one sequence was drawn: file index in text_paths and offset in its token stream.
+struct CalibrationWindow {
+  int file = 0;
+  int64_t offset = 0;  // first text token
+  int64_t length = 0;  // text tokens (BOS not counted)
+};
+
 struct CalibrationSet {
   CalibrationOptions options;                 // how it was drawn
   std::vector<std::vector<int32_t>> sequences;  // n_samples x seq_len token ids
+  std::vector<CalibrationWindow> windows;       // per sequence, where it came from
 };
 
 // Tokenizes the texts (without special tokens), then draws n_samples windows of seq_len tokens
 // (seq_len - 1 after a BOS when the model adds BOS) at uniformly random offsets over all files.
 // Throws mpq::Error naming a file that cannot be read or texts too short for one window.
-CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& options);
+// With `avoid` (a set drawn from the same files), windows overlapping any of its windows are
+// redrawn, so the result is held out from it (evaluation tokens the statistics never saw);
+// throws mpq::Error when the texts are too short for that.
+CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& options,
+                                  const CalibrationSet* avoid = nullptr);
 
 // Σ xᵀx over every token row x that entered a Linear layer: the (unnormalised) Hessian of the
 // layer-output error that GPTQ uses, and, on its diagonal, the importance matrix (mean squared

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "calib/sensitivity_internal.h"
 #include "model/backward.h"
 #include "mpq/error.h"
 #include "quant/gptq.h"
@@ -30,43 +31,6 @@ std::vector<std::string> split_list(const std::string& text) {
     items.push_back(b == std::string::npos ? std::string() : cur.substr(b, e - b + 1));
   }
   return items;
-}
-
-// Progress lines "[analyze] PHASE i/n, elapsed X s, ETA Y s" on stderr.
-class Progress {
- public:
-  Progress(bool enabled, std::string phase, int total)
-      : enabled_(enabled), phase_(std::move(phase)), total_(total),
-        start_(std::chrono::steady_clock::now()) {}
-  void step(int done) const {
-    if (!enabled_) return;
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const double eta = done > 0 ? elapsed / done * (total_ - done) : 0.0;
-    std::fprintf(stderr, "[analyze] %s %d/%d, elapsed %.1f s, ETA %.1f s\n", phase_.c_str(), done,
-                 total_, elapsed, eta);
-  }
-
- private:
-  bool enabled_;
-  std::string phase_;
-  int total_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-std::vector<float> weights_f32(const Linear& lin) {
-  std::vector<float> w(static_cast<size_t>(lin.weights->out_features() * lin.weights->in_features()));
-  lin.weights->to_f32(w.data());
-  return w;
-}
-
-// The RTN-dequantized weights of `format`.
-std::vector<float> rtn_dequantized(WeightFormatId format, const std::vector<float>& w, int64_t rows,
-                                   int64_t cols) {
-  const QuantizedMatrix q = quantize_rtn(format, w.data(), rows, cols);
-  std::vector<float> d(w.size());
-  dequantize(q, d.data());
-  return d;
 }
 
 // Per-sample gradient statistics of every Linear: G2 (Σ g² per entry) and channel salience.
@@ -109,13 +73,44 @@ class GradientStatsSink final : public LinearGradientSink {
   std::vector<float> dw_;
 };
 
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 }  // namespace
+
+std::vector<float> weights_f32(const Linear& lin) {
+  std::vector<float> w(static_cast<size_t>(lin.weights->out_features() * lin.weights->in_features()));
+  lin.weights->to_f32(w.data());
+  return w;
+}
+
+std::vector<float> rtn_dequantized(WeightFormatId format, const std::vector<float>& w, int64_t rows,
+                                   int64_t cols) {
+  const QuantizedMatrix q = quantize_rtn(format, w.data(), rows, cols);
+  std::vector<float> d(w.size());
+  dequantize(q, d.data());
+  return d;
+}
+
+Progress::Progress(bool enabled, std::string phase, int total)
+    : enabled_(enabled), phase_(std::move(phase)), total_(total), start_(std::chrono::steady_clock::now()) {}
+
+void Progress::step(int done) const {
+  if (!enabled_) return;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = done > 0 ? elapsed / done * (total_ - done) : 0.0;
+  std::fprintf(stderr, "[analyze] %s %d/%d, elapsed %.1f s, ETA %.1f s\n", phase_.c_str(), done, total_, elapsed,
+               eta);
+}
 
 std::vector<std::string> SensitivityMethods::names() const {
   std::vector<std::string> v;
   if (fisher) v.push_back("fisher");
   if (output) v.push_back("output");
   if (channels) v.push_back("channels");
+  if (kld) v.push_back("kld");
+  if (shapley) v.push_back("shapley");
   return v;
 }
 
@@ -128,13 +123,15 @@ SensitivityMethods parse_sensitivity_methods(const std::string& text, const std:
       m.output = true;
     } else if (name == "channels") {
       m.channels = true;
-    } else if (name == "kld" || name == "shapley") {
-      fail(where, "method '" + name + "' is not implemented yet (available: fisher, output, channels)");
+    } else if (name == "kld") {
+      m.kld = true;
+    } else if (name == "shapley") {
+      m.shapley = true;
     } else {
-      fail(where, "unknown method '" + name + "' (valid: fisher, output, channels)");
+      fail(where, "unknown method '" + name + "' (valid: fisher, output, channels, kld, shapley)");
     }
   }
-  if (!m.any()) fail(where, "no method given (valid: fisher, output, channels)");
+  if (!m.any()) fail(where, "no method given (valid: fisher, output, channels, kld, shapley)");
   return m;
 }
 
@@ -229,6 +226,9 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
     }
   }
 
+  if (sink.fisher || sink.channels) r.method_seconds["gradients (fisher, channels)"] = seconds_since(t0);
+  const auto t_formats = std::chrono::steady_clock::now();
+
   // Phase 2: per layer, every (tensor, format): RTN error -> fisher and/or output.
   const int n_formats = static_cast<int>(r.formats.size());
   const bool per_format = options.methods.fisher || options.methods.output;
@@ -280,6 +280,20 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
     run_sequential_calibration(model, set, [&](int l, const LayerStats& s) { process(l, &s); });
   } else if (options.methods.fisher) {
     for (int l = 0; l < n_layers; ++l) process(l, nullptr);
+  }
+  if (per_format) r.method_seconds["fisher+output per format"] = seconds_since(t_formats);
+
+  // Phase 3: the held-out KL methods, resumable.
+  nlohmann::json checkpoint = options.resume.is_object() ? options.resume : nlohmann::json::object();
+  if (options.methods.kld) {
+    const auto t_kld = std::chrono::steady_clock::now();
+    run_kld_method(model, options, r, checkpoint);
+    r.method_seconds["kld"] = seconds_since(t_kld);
+  }
+  if (options.methods.shapley) {
+    const auto t_shapley = std::chrono::steady_clock::now();
+    run_shapley_method(model, options, r, checkpoint);
+    r.method_seconds["shapley"] = seconds_since(t_shapley);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

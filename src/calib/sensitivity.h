@@ -10,12 +10,20 @@
 //             RTN error of the format (layer_output_error of quant/gptq.h).
 //   channels  per output channel o (MixLLM): s_o = Σ_samples |g_o·δ_o + ½(g_o·δ_o)²| with g_o the
 //             per-sample gradient row o and δ_o the row's int4_g128 RTN rounding error.
+//   kld       quantize one tensor alone (RTN, each format), run the model from that layer on, mean
+//             KL divergence against the unquantized model on a held-out token set
+//             (calib/kld_eval.h). The ground truth the others are judged by.
+//   shapley   players (decoder layers, or tensors) go from a high format to a low one; Shapley
+//             values and pairwise interactions of the held-out KL divergence, estimated by
+//             progressive quantization along sampled permutations (calib/shapley.h).
 //
 // Everything is deterministic for a given thread count: per-entry and per-row accumulations run
 // in parallel over disjoint entries/rows, and every reduction is a serial loop in a fixed order.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,12 +39,15 @@ struct SensitivityMethods {
   bool fisher = false;
   bool output = false;
   bool channels = false;
-  bool any() const { return fisher || output || channels; }
-  std::vector<std::string> names() const;  // in the fixed order fisher, output, channels
+  bool kld = false;
+  bool shapley = false;
+  bool any() const { return fisher || output || channels || kld || shapley; }
+  // In the fixed order fisher, output, channels, kld, shapley.
+  std::vector<std::string> names() const;
 };
 
-// "fisher,output,channels" (any non-empty subset, any order). Throws mpq::Error naming `where` for
-// an unknown or not-yet-implemented name (kld, shapley) or an empty list.
+// "fisher,output,channels,kld,shapley" (any non-empty subset, any order). Throws mpq::Error
+// naming `where` for an unknown name or an empty list.
 SensitivityMethods parse_sensitivity_methods(const std::string& text,
                                              const std::string& where = "--methods");
 // Every format of the table except bf16/f16, in table order.
@@ -45,10 +56,29 @@ std::vector<WeightFormatId> default_sensitivity_formats();
 std::vector<WeightFormatId> parse_format_list(const std::string& text,
                                               const std::string& where = "--formats");
 
+// Settings of the Shapley analysis (docs/SENSITIVITY.md, "Shapley values").
+struct ShapleySettings {
+  bool tensor_players = false;  // players are single tensors (else whole decoder layers)
+  WeightFormatId high = WeightFormatId::Int4_G128;  // every player starts here (RTN)
+  WeightFormatId low = WeightFormatId::Int2_G64;    // ... and plays by moving here (RTN)
+  int permutations = 48;        // chains of progressive quantization (48 antithetic: enough to
+                                // identify every pairwise term for n = 30, see shapley.h)
+  bool antithetic = true;       // permutation 2k+1 is the reverse of 2k
+  uint64_t seed = 0;            // permutation seed
+};
+
 struct SensitivityOptions {
   SensitivityMethods methods;
-  std::vector<WeightFormatId> formats;  // candidates for fisher/output (empty: the default list)
+  std::vector<WeightFormatId> formats;  // candidates for fisher/output/kld (empty: the default list)
+  std::vector<std::vector<int32_t>> heldout;  // token set of kld and shapley (sample_calibration
+                                              // with `avoid` = the calibration set)
+  ShapleySettings shapley;
   bool progress = true;                 // progress lines with elapsed/ETA on stderr
+  // Resumable methods (kld, shapley) report finished work here as it completes (a JSON object,
+  // see checkpoint in docs/SENSITIVITY.md); `resume` is such an object from an interrupted run
+  // with the same settings, whose finished work is reused instead of recomputed.
+  std::function<void(const nlohmann::json&)> checkpoint;
+  nlohmann::json resume;
 };
 
 struct TensorSensitivity {
@@ -59,6 +89,17 @@ struct TensorSensitivity {
   std::vector<double> fisher;  // per format of SensitivityResult::formats; empty if not computed
   std::vector<double> output;  // per format; empty if not computed
   std::vector<float> channels;  // [rows] MixLLM salience; empty if not computed
+  std::vector<double> kld;     // per format: mean KL (nats/token), this tensor alone quantized
+};
+
+// Result of the shapley method (players in order: layers 0..n−1, or tensors in file order).
+struct ShapleyResult {
+  ShapleySettings settings;
+  std::vector<std::string> players;  // "layer.3" or the tensor's module name
+  std::vector<int64_t> player_bits_high, player_bits_low;  // exact storage bits per player
+  nlohmann::json estimate;  // values, std errors, interactions, fit quality (see shapley.h)
+  nlohmann::json chains;    // the measured chains [{order, cost}], the raw data
+  double seconds = 0;       // wall time of the chains
 };
 
 struct SensitivityResult {
@@ -68,7 +109,12 @@ struct SensitivityResult {
   int64_t grad_sequences = 0;              // sequences through the backward pass
   double grad_loss_mean = 0;               // mean of their mean losses
   int64_t calib_rows = 0;                  // token rows behind each H (output method)
+  int64_t heldout_tokens = 0;              // positions behind each kld / shapley loss
+  nlohmann::json heldout;                  // how the held-out set was drawn (set by the caller)
+  double kld_base = 0;                     // sanity: KL of the unchanged model (0 up to rounding)
+  ShapleyResult shapley;                   // when methods.shapley
   double seconds = 0;                      // wall time (not written to the file)
+  std::map<std::string, double> method_seconds;  // wall time per method (not written)
 };
 
 // Runs the requested methods over `set` (drawn with sample_calibration). The model's weights are

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "format/weight_format.h"
+#include "io/atomic_file.h"
 #include "mpq/error.h"
 
 namespace fs = std::filesystem;
@@ -66,24 +67,6 @@ std::string read_prefix(const std::string& path, size_t max_bytes) {
   in.read(data.data(), static_cast<std::streamsize>(max_bytes));
   data.resize(static_cast<size_t>(in.gcount()));
   return data;
-}
-
-// Writes `bytes` to path + ".tmp", then renames it to `path`.
-void write_atomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(tmp, "cannot create file");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) fail(tmp, "write error");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail(path, "cannot rename the temporary file into place");
-  }
 }
 
 void put_u32(std::string& s, uint32_t v) {
@@ -184,6 +167,11 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
     j["gradients"] = {{"sequences", result.grad_sequences}, {"loss_mean", result.grad_loss_mean}};
   }
   if (result.methods.output) j["output_calib_rows"] = result.calib_rows;
+  if (result.methods.kld || result.methods.shapley) {
+    j["heldout"] = result.heldout;
+    j["heldout"]["tokens"] = result.heldout_tokens;
+  }
+  if (result.methods.kld) j["kld_unquantized"] = result.kld_base;
 
   json tensors = json::array();
   for (size_t t = 0; t < result.tensors.size(); ++t) {
@@ -193,16 +181,18 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
               {"kind", linear_kind_name(ts.kind)},
               {"rows", ts.rows},
               {"cols", ts.cols}};
-    json bpw = json::object(), fisher = json::object(), output = json::object();
+    json bpw = json::object(), fisher = json::object(), output = json::object(), kld = json::object();
     for (size_t f = 0; f < result.formats.size(); ++f) {
       const std::string name = weight_format(result.formats[f]).name;
       bpw[name] = bits_per_weight(result.formats[f], ts.rows, ts.cols);
       if (!ts.fisher.empty()) fisher[name] = ts.fisher[f];
       if (!ts.output.empty()) output[name] = ts.output[f];
+      if (!ts.kld.empty()) kld[name] = ts.kld[f];
     }
     e["bits_per_weight"] = bpw;
     if (!ts.fisher.empty()) e["fisher"] = fisher;
     if (!ts.output.empty()) e["output"] = output;
+    if (!ts.kld.empty()) e["kld"] = kld;
     if (offsets[t] >= 0) {
       e["channels"] = {{"offset", offsets[t]}, {"count", static_cast<int64_t>(ts.channels.size())},
                        {"dtype", "f32"}};
@@ -211,14 +201,29 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
   }
   j["tensors"] = tensors;
   if (result.methods.channels) j["channels"] = channel_summary(result);
+  if (result.methods.shapley) {
+    const ShapleyResult& sh = result.shapley;
+    j["shapley"] = {{"players", sh.players},
+                    {"player_kind", sh.settings.tensor_players ? "tensor" : "layer"},
+                    {"high", weight_format(sh.settings.high).name},
+                    {"low", weight_format(sh.settings.low).name},
+                    {"quantizer", "rtn"},
+                    {"permutations", sh.settings.permutations},
+                    {"antithetic", sh.settings.antithetic},
+                    {"seed", sh.settings.seed},
+                    {"player_bits_high", sh.player_bits_high},
+                    {"player_bits_low", sh.player_bits_low},
+                    {"estimate", sh.estimate},
+                    {"chains", sh.chains}};
+  }
   {
     j["sidecar"] = {{"file", fs::path(bin_path).filename().string()},
                     {"bytes", static_cast<int64_t>(bin.size())},
                     {"sha256", sha256_hex(bin.data(), bin.size())}};
   }
 
-  write_atomically(bin_path, bin);
-  write_atomically(json_path, j.dump(1) + "\n");
+  write_file_atomically(bin_path, bin);
+  write_file_atomically(json_path, j.dump(1) + "\n");
   return j;
 }
 

@@ -1,5 +1,7 @@
 #include "plan/plan.h"
 
+#include "io/atomic_file.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -148,20 +150,7 @@ Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
 }
 
 void write_plan(const Plan& plan, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    check(static_cast<bool>(out), tmp, "cannot open for writing");
-    out << plan_to_json(plan).dump(1) << "\n";
-    out.flush();
-    check(static_cast<bool>(out), tmp, "write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    fail(path, "cannot rename the temporary file into place");
-  }
+  write_file_atomically(path, plan_to_json(plan).dump(1) + "\n");
 }
 
 Plan read_plan(const std::string& path) {

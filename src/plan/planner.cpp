@@ -36,6 +36,45 @@ int fused_class(const std::string& kind) {
   return -1;
 }
 
+// The Shapley fit of a sensitivity file as a BQP objective over `layers` (in that order).
+struct ShapleyTerms {
+  std::vector<double> linear;                    // a_i
+  std::vector<std::vector<double>> interaction;  // b_ij, symmetric
+  double base_cost = 0;                          // L0: every player in the high format
+};
+
+ShapleyTerms shapley_terms(const SensitivityInput& in, const std::vector<int>& layers,
+                           const std::vector<WeightFormatId>& formats) {
+  const nlohmann::json& sh = in.shapley;
+  check(sh.is_object(), in.path, "no Shapley analysis (run mpq analyze with --methods shapley)");
+  check(sh.value("player_kind", std::string()) == "layer", in.path,
+        "bqp needs a Shapley analysis over layer players (--shapley-players layers)");
+  check(sh.value("high", std::string()) == fname(formats[0]) && sh.value("low", std::string()) == fname(formats[1]),
+        "--formats", std::string("the Shapley analysis of ") + in.path + " is for " + sh.value("high", std::string("?")) +
+                         "," + sh.value("low", std::string("?")) + ", not " + fname(formats[0]) + "," + fname(formats[1]));
+  ShapleyTerms terms;
+  try {
+    const auto& est = sh.at("estimate");
+    const auto linear = est.at("linear").get<std::vector<double>>();
+    const auto interaction = est.at("interaction").get<std::vector<std::vector<double>>>();
+    const int n = static_cast<int>(sh.at("players").size());
+    check(static_cast<int>(linear.size()) == n && static_cast<int>(interaction.size()) == n, in.path,
+          "shapley estimate: sizes differ from the player count");
+    check(static_cast<int>(layers.size()) == n, "--pin",
+          "bqp with Shapley costs plans whole layers: every layer must be free (no pins)");
+    for (int i = 0; i < n; ++i) {
+      check(layers[i] == i, in.path, "shapley players are not the layers 0..n-1");
+      check(static_cast<int>(interaction[i].size()) == n, in.path, "shapley interaction matrix is not square");
+    }
+    terms.linear = linear;
+    terms.interaction = interaction;
+    terms.base_cost = est.value("base_cost", 0.0);
+  } catch (const nlohmann::json::exception& e) {
+    fail(in.path, std::string("malformed shapley section: ") + e.what());
+  }
+  return terms;
+}
+
 }  // namespace
 
 SensitivityInput read_sensitivity_input(const std::string& path, bool load_channels) {
@@ -56,6 +95,7 @@ SensitivityInput read_sensitivity_input(const std::string& path, bool load_chann
   try {
     if (j.contains("model")) in.model = j["model"];
     in.n_layers = in.model.value("n_layers", 0);
+    if (j.contains("shapley")) in.shapley = j["shapley"];
     if (j.contains("formats")) in.formats = j["formats"].get<std::vector<std::string>>();
     check(j.contains("tensors") && j["tensors"].is_array(), path, "missing \"tensors\" array");
     for (const auto& t : j["tensors"]) {
@@ -68,6 +108,7 @@ SensitivityInput read_sensitivity_input(const std::string& path, bool load_chann
       check(s.rows > 0 && s.cols > 0, path, "tensor " + s.name + ": bad shape");
       if (t.contains("fisher")) s.fisher = t["fisher"].get<std::map<std::string, double>>();
       if (t.contains("output")) s.output = t["output"].get<std::map<std::string, double>>();
+      if (t.contains("kld")) s.kld = t["kld"].get<std::map<std::string, double>>();
       if (load_channels && t.contains("channels")) {
         if (bin.empty()) {
           const std::string bin_path = sensitivity_sidecar_path(path);
@@ -121,7 +162,10 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
   const std::string& m = req.method;
   check(m == "tiers" || m == "knapsack" || m == "bqp" || m == "channels" || m == "rule", "--method",
         "unknown method '" + m + "' (valid: tiers, knapsack, bqp, channels, rule)");
-  check(req.cost == "fisher" || req.cost == "output", "--cost", "unknown cost '" + req.cost + "' (valid: fisher, output)");
+  check(req.cost == "fisher" || req.cost == "output" || req.cost == "kld" || req.cost == "shapley", "--cost",
+        "unknown cost '" + req.cost + "' (valid: fisher, output, kld, shapley)");
+  const bool shapley_cost = req.cost == "shapley";
+  check(!shapley_cost || m == "bqp", "--cost", "shapley costs are for the bqp method");
   check(!(req.bits && req.bytes), "--bits/--size", "give one budget, not both");
   if (req.bits) check(*req.bits > 0, "--bits", "must be positive");
   check(!(req.fused_same && m == "channels"), "--fused-same", "does not apply to the channels method");
@@ -130,7 +174,13 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
   std::vector<WeightFormatId> formats = req.formats;
   if (formats.empty()) {
     if (m == "tiers") formats = {WeightFormatId::BF16, WeightFormatId::FP8_E4M3_Channel, WeightFormatId::NVFP4};
-    else if (m == "bqp" || m == "channels") formats = {WeightFormatId::Int8_Channel, WeightFormatId::Int4_G128};
+    else if (m == "bqp" && shapley_cost && in.shapley.is_object()) {
+      for (const char* key : {"high", "low"}) {
+        const auto id = weight_format_from_name(in.shapley.value(key, std::string()));
+        check(id.has_value(), in.path, std::string("shapley section: unknown ") + key + " format");
+        formats.push_back(*id);
+      }
+    } else if (m == "bqp" || m == "channels") formats = {WeightFormatId::Int8_Channel, WeightFormatId::Int4_G128};
     else if (m == "rule") formats = {WeightFormatId::Int4_G128, WeightFormatId::Int8_Channel};
     else
       for (const auto& n : in.formats)
@@ -145,7 +195,10 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
   const size_t nt = in.tensors.size();
   const std::string where = in.path;
   auto cost_of = [&](size_t t, WeightFormatId f) -> double {
-    const auto& map = req.cost == "fisher" ? in.tensors[t].fisher : in.tensors[t].output;
+    if (shapley_cost) return 0.0;  // the objective comes from the Shapley fit (bqp below)
+    const auto& map = req.cost == "fisher" ? in.tensors[t].fisher
+                      : req.cost == "kld"  ? in.tensors[t].kld
+                                           : in.tensors[t].output;
     auto it = map.find(fname(f));
     if (it != map.end()) return it->second;
     if (f == WeightFormatId::BF16 || f == WeightFormatId::F16) return 0.0;  // kept weights: no measured loss
@@ -286,13 +339,21 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
       }
       p.a.push_back(a), p.bits_high.push_back(bh), p.bits_low.push_back(bl);
     }
-    p.budget_bits = free_cap;  // no pairwise terms in sensitivity files v1: b = 0
+    p.budget_bits = free_cap;
+    std::string interactions = "none (additive costs: " + req.cost + ")";
+    if (shapley_cost) {
+      const ShapleyTerms terms = shapley_terms(in, layers, formats);
+      p.a = terms.linear;
+      p.b = terms.interaction;
+      high_cost = terms.base_cost;
+      interactions = "Shapley fit (L0 + a·x + xᵀBx over layer players, mean KL on held-out tokens)";
+    }
     const BqpSolution s = solve_bqp(p);
     for (size_t i = 0; i < layers.size(); ++i)
       for (size_t t : layer_tensors[layers[i]]) chosen[t] = s.low[i] ? formats[1] : formats[0];
     objective += high_cost + s.objective;
     plan.solver = {{"exact", s.exact}, {"nodes", s.nodes}, {"players", layers.size()}, {"note", s.note},
-                   {"interactions", "none (the sensitivity file has no pairwise terms)"}};
+                   {"interactions", interactions}};
   } else if (m == "channels") {
     std::vector<ChannelTensor> cts;
     std::vector<size_t> ids;

@@ -21,7 +21,7 @@ struct SensitivityTensor {
   int layer = 0;
   std::string kind;  // q_proj, ..., down_proj
   int64_t rows = 0, cols = 0;
-  std::map<std::string, double> fisher, output;  // format name -> cost (when measured)
+  std::map<std::string, double> fisher, output, kld;  // format name -> cost (when measured)
   std::vector<float> channels;                   // per output channel salience (when measured and loaded)
 };
 
@@ -32,6 +32,7 @@ struct SensitivityInput {
   int n_layers = 0;
   std::vector<std::string> formats;
   std::vector<SensitivityTensor> tensors;
+  nlohmann::json shapley;  // the file's "shapley" section (null when not measured)
 };
 
 // Reads S.json (format "mpq-sensitivity", version 1) and, when `load_channels`, the sidecar's
@@ -54,7 +55,8 @@ struct PlanRequest {
   std::vector<WeightFormatId> formats; // --formats (empty: the method's default)
   std::vector<PlanPin> pins;           // first matching pin wins
   bool fused_same = false;             // q/k/v and gate/up of a layer share a format
-  std::string cost = "fisher";         // fisher or output
+  std::string cost = "fisher";         // fisher, output, kld, or (bqp only) shapley: the Shapley
+                                       // fit's linear and pairwise terms over layer players
   Quantizer quantizer = Quantizer::Rtn;  // for every tensor not pinned with a quantizer
   int64_t knapsack_cells = 1 << 17;    // DP grid size limit
 };
