@@ -19,6 +19,6 @@ run() {  # name, args...: skipped when the file exists; --resume continues an in
 }
 run all --methods fisher,output,channels
 run kld --methods fisher,output,kld --formats int4_g128,int2_g64,nvfp4 --heldout-samples 4 --heldout-len 256
-run shapley --methods shapley --shapley-formats int4_g128,int2_g64 --shapley-permutations 48 \
-  --heldout-samples 2 --heldout-len 256
+run shapley --methods shapley --shapley-formats int4_g128,int2_g64 --shapley-permutations 32 \
+  --shapley-independent --heldout-samples 1 --heldout-len 256
 python3 "$MPQ_ROOT/scripts/sensitivity_tables.py" "$OUT" | tee "$OUT/tables.md"

@@ -127,7 +127,12 @@ TEST(PlanFile, RoundTripsAndMapsToModuleChoices) {
   const ModuleChoice c = plan_module_choice(p, "a");
   EXPECT_EQ(c.format, WeightFormatId::Int4_G128);
   EXPECT_EQ(c.quantizer, Quantizer::Gptq);
-  EXPECT_THROW(plan_module_choice(p, "b"), Error);
+  const ModuleChoice split = plan_module_choice(p, "b");  // channel split: low format + high rows
+  EXPECT_TRUE(split.split);
+  EXPECT_EQ(split.high_format, WeightFormatId::Int8_Channel);
+  EXPECT_EQ(split.high_rows, (std::vector<int32_t>{1, 5}));
+  EXPECT_EQ(split.format, p.tensors.at("b").low_format);
+  EXPECT_THROW(plan_module_choice(p, "nope"), Error);
   EXPECT_NO_THROW(validate_plan(p, kSmallShapes));
   EXPECT_EQ(plan_entry_bits(p.tensors.at("b"), 8, 256),
             storage_bits(WeightFormatId::Int8_Channel, 2, 256) + storage_bits(WeightFormatId::Int4_G128, 6, 256));

@@ -48,7 +48,7 @@ mpq::Model quantize_tiny(const std::string& scheme, const std::string& dir) {
   mpq::QuantizeOptions options;
   options.progress = false;
   const auto report = mpq::quantize_model(
-      model, [&](const std::string&, int, mpq::LinearKind) { return mpq::ModuleChoice{s.format, s.quantizer}; },
+      model, [&](const std::string&, int, mpq::LinearKind) { return mpq::ModuleChoice::whole(s.format, s.quantizer); },
       options);
   mpq::write_quantized_model(model, report, dir, {{"scheme", scheme}});
   return model;

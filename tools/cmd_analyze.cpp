@@ -17,7 +17,11 @@ namespace {
 
 struct AnalyzeArgs {
   ModelArgs model;
-  CalibArgs calib{.samples = 16};
+  CalibArgs calib = [] {
+    CalibArgs c;
+    c.samples = 16;  // analyze's default: 16 sequences (quantize uses 64)
+    return c;
+  }();
   std::string methods = "fisher,output,channels";
   std::string formats;
   int heldout_samples = 4;      // --heldout-samples
@@ -25,6 +29,7 @@ struct AnalyzeArgs {
   std::string shapley_players = "layers";
   std::string shapley_formats = "int4_g128,int2_g64";
   int shapley_permutations = 48;
+  bool shapley_independent = false;  // --shapley-independent: no antithetic pairs
   std::string out;
   bool resume = false;
   bool quiet = false;
@@ -70,6 +75,7 @@ int run_analyze(const AnalyzeArgs& args) {
     options.shapley.tensor_players = args.shapley_players == "tensors";
     if (args.shapley_permutations < 2) fail("--shapley-permutations", "need at least 2");
     options.shapley.permutations = args.shapley_permutations;
+    options.shapley.antithetic = !args.shapley_independent;
     options.shapley.seed = args.calib.seed;
   }
   Model model = load_model_from_args(args.model);
@@ -104,7 +110,8 @@ int run_analyze(const AnalyzeArgs& args) {
                                    {"formats", formats_json},
                                    {"shapley", {{"players", args.shapley_players},
                                                 {"formats", args.shapley_formats},
-                                                {"permutations", args.shapley_permutations}}}};
+                                                {"permutations", args.shapley_permutations},
+                                                {"independent", args.shapley_independent}}}};
   if (args.resume) options.resume = read_progress(progress_path, settings);
   if (options.methods.kld || options.methods.shapley) {
     options.checkpoint = [&](const nlohmann::json& state) {
@@ -149,6 +156,9 @@ Registrar analyze_cmd{{"analyze", "sensitivity of each Linear tensor / output ch
                                         "shapley: HIGH,LOW formats (default int4_g128,int2_g64)");
                          app.add_option("--shapley-permutations", args->shapley_permutations,
                                         "shapley: permutations (chains) to sample (default 48)");
+                         app.add_flag("--shapley-independent", args->shapley_independent,
+                                      "shapley: independent permutations instead of antithetic pairs "
+                                      "(identifies the pairwise terms with fewer chains)");
                          app.add_flag("--resume", args->resume,
                                       "continue an interrupted kld/shapley run from <out>.progress.json");
                          app.add_option("--formats", args->formats,

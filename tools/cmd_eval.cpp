@@ -32,7 +32,8 @@ int run_ppl(PplArgs& args) {
                       {"ctx", r.ctx}, {"ppl", r.ppl}, {"nll_mean", r.nll_mean},
                       {"nll_stderr", r.nll_stderr}, {"n_tokens", r.n_tokens},
                       {"n_chunks", r.n_chunks}, {"n_text_tokens", r.n_text_tokens},
-                      {"seconds", r.seconds}, {"tok_s", r.tokens_per_second}};
+                      {"seconds", r.seconds}, {"tok_s", r.tokens_per_second},
+                      {"runtime", args.model.runtime}, {"activations", args.model.activations}};
   if (r.has_kl) {
     j["kl_base"] = args.options.kl_base_path;
     j["kld_mean"] = r.kld_mean;
@@ -91,13 +92,23 @@ int run_bench(const BenchArgs& args) {
   if (args.json) {
     print_json({{"model", args.model.path}, {"threads", r.threads}, {"pp_tokens", args.options.pp_tokens},
                 {"tg_prompt", args.options.tg_prompt}, {"pp_tok_s", r.pp_tok_s}, {"tg_tok_s", r.tg_tok_s},
-                {"pp_runs_s", r.pp_runs_s}, {"tg_runs_s", r.tg_runs_s}});
+                {"pp_runs_s", r.pp_runs_s}, {"tg_runs_s", r.tg_runs_s},
+                {"runtime", args.model.runtime}, {"activations", args.model.activations},
+                {"bandwidth_gb_s", r.bandwidth_gb_s}, {"weight_bytes_per_token", r.weight_bytes_per_token},
+                {"roofline_fraction", r.roofline_fraction}, {"rss_bytes", r.rss_bytes},
+                {"file_bytes", r.file_bytes}});
     return 0;
   }
   std::printf("%s: prompt processing %.1f tok/s (batch %d), decode %.1f tok/s (after %d tokens); "
-              "medians of %zu / %zu runs, %d threads\n",
+              "medians of %zu / %zu runs, %d threads, runtime %s, activations %s\n",
               args.model.path.c_str(), r.pp_tok_s, args.options.pp_tokens, r.tg_tok_s,
-              args.options.tg_prompt, r.pp_runs_s.size(), r.tg_runs_s.size(), r.threads);
+              args.options.tg_prompt, r.pp_runs_s.size(), r.tg_runs_s.size(), r.threads,
+              args.model.runtime.c_str(), args.model.activations.c_str());
+  const double mib = 1024.0 * 1024.0;
+  std::printf("weights read per token %.1f MiB; read bandwidth %.2f GB/s; decode at %.1f%% of the "
+              "bandwidth roofline\n",
+              r.weight_bytes_per_token / mib, r.bandwidth_gb_s, 100.0 * r.roofline_fraction);
+  std::printf("resident memory %.1f MiB; model file(s) %.1f MiB\n", r.rss_bytes / mib, r.file_bytes / mib);
   return 0;
 }
 
@@ -108,8 +119,15 @@ Registrar bench_cmd{{"bench", "prompt-processing and decode speed", [](CLI::App&
                            ->check(CLI::PositiveNumber);
                        app.add_option("--tg-prompt", args->options.tg_prompt, "prompt before decoding")
                            ->check(CLI::PositiveNumber);
-                       app.add_option("--reps", args->options.repetitions, "repetitions")
+                       app.add_option("--reps", args->options.repetitions, "prompt-processing repetitions")
                            ->check(CLI::PositiveNumber);
+                       app.add_option("--tg-reps", args->options.tg_repetitions, "decode repetitions (default 20)")
+                           ->check(CLI::PositiveNumber);
+                       app.add_option_function<int>(
+                              "--bw-mib",
+                              [args](int mib) { args->options.bandwidth_bytes = int64_t{mib} << 20; },
+                              "buffer of the read-bandwidth measurement in MiB (default 512; 0 skips it)")
+                           ->check(CLI::NonNegativeNumber);
                        app.add_flag("--json", args->json, "print JSON");
                        return std::function<int()>([args] { return run_bench(*args); });
                      }}};

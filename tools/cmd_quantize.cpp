@@ -38,7 +38,7 @@ int run_quantize(const QuantizeArgs& args) {
   }
   Model model = load_model_from_args(args.model);
   std::function<ModuleChoice(const std::string&, int, LinearKind)> choose =
-      [&](const std::string&, int, LinearKind) { return ModuleChoice{scheme.format, scheme.quantizer}; };
+      [&](const std::string&, int, LinearKind) { return ModuleChoice::whole(scheme.format, scheme.quantizer); };
   bool needs_calibration = scheme.quantizer == Quantizer::Gptq || scheme.quantizer == Quantizer::RtnClip;
   if (!args.plan_path.empty()) {
     std::vector<PlanTensorShape> shapes;
@@ -50,14 +50,11 @@ int run_quantize(const QuantizeArgs& args) {
     check_plan_model(plan, sensitivity_model_identity(model, args.model.path));
     validate_plan(plan, shapes);
     for (const auto& [name, entry] : plan.tensors) {
-      if (entry.split) {
-        fail(args.plan_path, "tensor '" + name + "' is channel-split: applying split plans is not supported yet");
-      }
       needs_calibration |= entry.quantizer == Quantizer::Gptq || entry.quantizer == Quantizer::RtnClip;
     }
     choose = [&](const std::string& name, int, LinearKind) {
       if (std::find(plan.unquantized.begin(), plan.unquantized.end(), name) != plan.unquantized.end()) {
-        return ModuleChoice{WeightFormatId::BF16, Quantizer::Rtn, /*keep=*/true};
+        return ModuleChoice::kept();
       }
       return plan_module_choice(plan, name);
     };

@@ -18,6 +18,26 @@ void add_model_args(CLI::App& app, ModelArgs& args) {
   app.add_option("--tokenizer", args.tokenizer_path, "tokenizer file (llama2.c checkpoints)");
   app.add_option("--threads", args.threads, "worker threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--runtime", args.runtime,
+                 "how quantized weights run: packed (default; straight from packed weights) or "
+                 "decoded (fp32 copy, the fake-quant reference)")
+      ->check(CLI::IsMember({"packed", "decoded"}));
+  app.add_option("--act", args.activations,
+                 "activations of packed integer weights: fp32 (default) or int8 (per token and "
+                 "128 values)")
+      ->check(CLI::IsMember({"fp32", "int8"}));
+}
+
+RuntimeOptions runtime_options(const ModelArgs& args) {
+  // CLI11 validated the strings; a caller filling ModelArgs by hand gets an error, not a guess.
+  check(args.runtime == "packed" || args.runtime == "decoded", "--runtime",
+        "expected packed or decoded, got '" + args.runtime + "'");
+  check(args.activations == "fp32" || args.activations == "int8", "--act",
+        "expected fp32 or int8, got '" + args.activations + "'");
+  RuntimeOptions runtime;
+  runtime.packed = args.runtime == "packed";
+  runtime.int8_activations = args.activations == "int8";
+  return runtime;
 }
 
 Model load_model_from_args(const ModelArgs& args, bool need_tokenizer) {
@@ -27,6 +47,7 @@ Model load_model_from_args(const ModelArgs& args, bool need_tokenizer) {
   LoadOptions options;
   options.tokenizer_path = args.tokenizer_path;
   options.need_tokenizer = need_tokenizer;
+  options.runtime = runtime_options(args);
   return load_model(args.path, options);
 }
 

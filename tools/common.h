@@ -15,10 +15,16 @@ struct ModelArgs {
   std::string path;            // MODEL: GGUF file, HF directory or llama2.c checkpoint
   std::string tokenizer_path;  // --tokenizer (llama2.c)
   int threads = 0;             // --threads (0: all cores)
+  std::string runtime = "packed";  // --runtime: "packed" (from packed weights) or "decoded"
+                                   // (through a decoded fp32 copy, the fake-quant reference)
+  std::string activations = "fp32";  // --act: "fp32" or "int8" (packed integer formats)
 };
 
-// Adds MODEL, --tokenizer and --threads to `app`.
+// Adds MODEL, --tokenizer, --threads, --runtime and --act to `app`.
 void add_model_args(CLI::App& app, ModelArgs& args);
+
+// LoadOptions::runtime as --runtime and --act ask (they apply to quantized Linear weights only).
+RuntimeOptions runtime_options(const ModelArgs& args);
 
 // Applies --threads and loads the model.
 Model load_model_from_args(const ModelArgs& args, bool need_tokenizer = true);

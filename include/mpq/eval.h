@@ -79,6 +79,8 @@ struct BenchOptions {
   int tg_prompt = 128;       // prompt before the timed decode step
   int repetitions = 5;       // prompt-processing runs; the median is reported
   int tg_repetitions = 20;   // decode runs (each one token); the median is reported
+  int64_t bandwidth_bytes = int64_t{512} << 20;  // buffer of the read-bandwidth measurement
+                                                 // (kernel/bandwidth.h); 0 skips it
 };
 
 struct BenchResult {
@@ -86,6 +88,14 @@ struct BenchResult {
   double tg_tok_s = 0;       // median decode tokens per second
   std::vector<double> pp_runs_s, tg_runs_s;  // every run's seconds
   int threads = 0;           // worker threads
+  // Memory side of decoding (docs/RUNTIME.md):
+  double bandwidth_gb_s = 0;         // measured read bandwidth, 1e9 bytes/s (0 when skipped)
+  uint64_t weight_bytes_per_token = 0;  // storage bytes of every Linear weight a decode step
+                                        // reads: all decoder linears + the output head (not the
+                                        // embedding, of which a step reads one row)
+  double roofline_fraction = 0;      // (weight_bytes_per_token / decode s per token) / bandwidth
+  uint64_t rss_bytes = 0;            // VmRSS after loading and benchmarking
+  uint64_t file_bytes = 0;           // size of the model file, or of its directory's files
 };
 
 BenchResult benchmark_model(Model& model, const BenchOptions& options);

@@ -14,6 +14,7 @@ namespace mpq {
 
 class Tokenizer;
 struct QuantizedMatrix;
+struct ChannelSplit;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -66,8 +67,23 @@ class LinearWeights {
   // Name of the weight format ("f32", "int4_g128", ...) and bytes of weight storage.
   virtual std::string format_name() const = 0;
   virtual uint64_t storage_bytes() const = 0;
-  // The quantized form, for weights of a quantized format (nullptr for dense fp32).
-  virtual const QuantizedMatrix* quantized() const { return nullptr; }
+  // The quantized form (a copy, in the interchange layout of format/weight_format.h), for
+  // weights of one quantized format; nullptr for dense fp32 and channel-split weights.
+  // (Defined in linear.cpp: the pointees are incomplete here.)
+  virtual std::unique_ptr<QuantizedMatrix> quantized() const;
+  // The two channel sets of a channel-split layer (MixLLM); nullptr otherwise.
+  virtual std::unique_ptr<ChannelSplit> channel_split() const;
+};
+
+// How quantized weights run.
+struct RuntimeOptions {
+  // true: straight from weights packed for the CPU kernels (kernel/packed.h), resident memory
+  // about the packed size; false: through a decoded fp32 copy and sgemm ("fake quantization",
+  // the reference arithmetic, used while quantizing and analysing).
+  bool packed = false;
+  // Packed integer formats only: quantize activations to int8 per token and per 128 values
+  // (W8A8 / W4A8 with integer dot products); other formats ignore it.
+  bool int8_activations = false;
 };
 
 // Dense fp32 weights; the product goes through sgemm (OpenBLAS). The storage can be shared (the
@@ -75,10 +91,10 @@ class LinearWeights {
 std::unique_ptr<LinearWeights> make_dense_f32_weights(std::shared_ptr<const std::vector<float>> w,
                                                       int64_t out_features, int64_t in_features);
 
-// Quantized weights (any format of format/weight_format.h). For now they run as the decoded fp32
-// matrix through sgemm ("fake quantization": exactly the quantized model's arithmetic, at fp32
-// speed and memory); packed kernels are a later step.
-std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q);
+// Quantized weights (any format of format/weight_format.h), run as RuntimeOptions says.
+std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q, const RuntimeOptions& runtime = {});
+// A channel-split layer: its `high` rows in one format, the rest in another (format/channel_split.h).
+std::unique_ptr<LinearWeights> make_split_weights(ChannelSplit split, const RuntimeOptions& runtime = {});
 
 struct Linear {
   std::string name;                       // HF tensor name without ".weight"
@@ -144,6 +160,7 @@ struct BatchPlan {
 struct LoadOptions {
   std::string tokenizer_path;  // for llama2.c checkpoints (tokenizer .bin); optional otherwise
   bool need_tokenizer = true;  // fail when no tokenizer can be found
+  RuntimeOptions runtime;      // how quantized Linear weights run
 };
 
 // One entry of `mpq info`'s tensor list: as stored in the source file.

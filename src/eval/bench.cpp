@@ -1,10 +1,16 @@
 // Speed measurement: prompt processing (one batch of pp_tokens) and decoding (one token after a
-// tg_prompt-token prompt), each repeated; medians are reported.
+// tg_prompt-token prompt), each repeated; medians are reported. Beside the speeds, the memory
+// side of decoding: the machine's read bandwidth measured in the same run, the weight bytes one
+// decode step reads, and how close decoding gets to bandwidth / bytes (the roofline).
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
 
+#include "kernel/bandwidth.h"
 #include "mpq/eval.h"
 
 namespace mpq {
@@ -20,11 +26,49 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Storage bytes of the Linear weights one decode step reads in full: every decoder linear and the
+// output head. The embedding is not counted: a step reads one of its rows (a tied head still
+// counts, as the head reads the whole matrix).
+uint64_t weight_bytes_per_token(const Model& model) {
+  uint64_t bytes = model.lm_head.weights->storage_bytes();
+  for (const DecoderLayer& layer : model.layers) {
+    for (const Linear& linear : layer.linear) bytes += linear.weights->storage_bytes();
+  }
+  return bytes;
+}
+
+// VmRSS of this process from /proc/self/status (0 where there is no procfs).
+uint64_t resident_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "   123 kB"
+  }
+  return 0;
+}
+
+// Size of the model file, or of the regular files of a model directory (0 when unreadable).
+uint64_t file_bytes(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return fs::file_size(path, ec);
+  uint64_t total = 0;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    if (entry.is_regular_file(ec)) total += entry.file_size(ec);
+  }
+  return ec ? 0 : total;
+}
+
 }  // namespace
 
 BenchResult benchmark_model(Model& model, const BenchOptions& options) {
   BenchResult result;
   result.threads = omp_get_max_threads();
+  // Bandwidth first, with the threads decoding will use: its buffer is unmapped again before the
+  // model runs, so the resident set read at the end is the model's own.
+  if (options.bandwidth_bytes > 0) {
+    result.bandwidth_gb_s = measure_read_bandwidth(result.threads, options.bandwidth_bytes) / 1e9;
+  }
   const int vocab = model.config.vocab_size;
   // Synthetic but valid token ids; speed does not depend on which tokens they are.
   auto tokens_of = [&](int n) {
@@ -53,6 +97,12 @@ BenchResult benchmark_model(Model& model, const BenchOptions& options) {
   }
   result.pp_tok_s = options.pp_tokens / median(result.pp_runs_s);
   result.tg_tok_s = 1.0 / median(result.tg_runs_s);
+  result.weight_bytes_per_token = weight_bytes_per_token(model);
+  if (result.bandwidth_gb_s > 0) {
+    result.roofline_fraction = result.weight_bytes_per_token * result.tg_tok_s / (result.bandwidth_gb_s * 1e9);
+  }
+  result.rss_bytes = resident_bytes();
+  result.file_bytes = file_bytes(model.source_path);
   return result;
 }
 

@@ -39,10 +39,15 @@ void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, floa
   }
   // Row slices, a multiple of 16 rows each (whole cache lines of y for contiguous outputs, and a
   // whole number of any interleaved row block); small products stay on the calling thread,
-  // where waking a second thread costs more than it saves.
+  // where waking a second thread costs more than it saves. Measured (docs/RUNTIME.md): an OpenMP
+  // fork/join costs ~8 us with OMP_WAIT_POLICY=PASSIVE (~1 us spinning); the int4 kernels do ~35
+  // multiply-adds/ns with fp32 activations and ~140/ns with int8 ones, so a split pays off from
+  // ~1M (fp32) / ~4M (int8) multiply-adds: at decode (one token) the 576- and 1536-wide layers of
+  // a 135M model stay on one thread; a packed 49152-row head and every prompt batch are split.
   const int64_t rows = w.rows();
   const int64_t work = n_tokens * rows * w.cols();
-  const int threads = work < (int64_t{1} << 18) ? 1 : omp_get_max_threads();
+  const int64_t min_parallel_work = int8 ? int64_t{1} << 22 : int64_t{1} << 20;
+  const int threads = work < min_parallel_work ? 1 : omp_get_max_threads();
   const int64_t slice = ((rows + threads - 1) / threads + 15) / 16 * 16;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int t = 0; t < threads; ++t) {

@@ -1,5 +1,7 @@
+#include "format/channel_split.h"
 #include "format/weight_format.h"
 #include "kernel/matmul_f32.h"
+#include "model/packed_linear.h"
 #include "mpq/model.h"
 
 namespace mpq {
@@ -46,14 +48,43 @@ class QuantizedWeights final : public LinearWeights {
   void to_f32(float* dst) const override { std::copy(decoded_.begin(), decoded_.end(), dst); }
   std::string format_name() const override { return q_.traits().name; }
   uint64_t storage_bytes() const override { return (storage_bits(q_.format, q_.rows, q_.cols) + 7) / 8; }
-  const QuantizedMatrix* quantized() const override { return &q_; }
+  std::unique_ptr<QuantizedMatrix> quantized() const override {
+    return std::make_unique<QuantizedMatrix>(q_);
+  }
 
  private:
   QuantizedMatrix q_;           // the stored form
   std::vector<float> decoded_;  // [rows, cols] fp32, what the forward pass multiplies by
 };
 
+// A channel-split layer run through its decoded fp32 copy (rows back in their original order).
+class DecodedSplitWeights final : public LinearWeights {
+ public:
+  explicit DecodedSplitWeights(ChannelSplit s) : s_(std::move(s)), decoded_(s_.rows * s_.cols) {
+    check_channel_split(s_, "channel split");
+    dequantize(s_, decoded_.data());
+  }
+  int64_t out_features() const override { return s_.rows; }
+  int64_t in_features() const override { return s_.cols; }
+  void forward(const float* x, int64_t n_tokens, float* y) const override {
+    matmul_f32(x, n_tokens, decoded_.data(), s_.rows, s_.cols, y);
+  }
+  void to_f32(float* dst) const override { std::copy(decoded_.begin(), decoded_.end(), dst); }
+  std::string format_name() const override {
+    return std::string(s_.high.traits().name) + "+" + s_.low.traits().name;
+  }
+  uint64_t storage_bytes() const override { return (channel_split_storage_bits(s_) + 7) / 8; }
+  std::unique_ptr<ChannelSplit> channel_split() const override { return std::make_unique<ChannelSplit>(s_); }
+
+ private:
+  ChannelSplit s_;              // the stored form
+  std::vector<float> decoded_;  // [rows, cols] fp32
+};
+
 }  // namespace
+
+std::unique_ptr<QuantizedMatrix> LinearWeights::quantized() const { return nullptr; }
+std::unique_ptr<ChannelSplit> LinearWeights::channel_split() const { return nullptr; }
 
 void Linear::apply(const float* x, int64_t n_tokens, float* y) const {
   weights->forward(x, n_tokens, y);
@@ -64,8 +95,14 @@ void Linear::apply(const float* x, int64_t n_tokens, float* y) const {
   }
 }
 
-std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q) {
+std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q, const RuntimeOptions& runtime) {
+  if (runtime.packed) return make_packed_weights(std::move(q), runtime);
   return std::make_unique<QuantizedWeights>(std::move(q));
+}
+
+std::unique_ptr<LinearWeights> make_split_weights(ChannelSplit split, const RuntimeOptions& runtime) {
+  if (runtime.packed) return make_packed_split_weights(std::move(split), runtime);
+  return std::make_unique<DecodedSplitWeights>(std::move(split));
 }
 
 std::unique_ptr<LinearWeights> make_dense_f32_weights(std::shared_ptr<const std::vector<float>> w,

@@ -10,6 +10,7 @@
 #include "io/compressed_tensors.h"
 #include "format/weight_format.h"
 #include "model/config.h"
+#include "format/channel_split.h"
 #include "mpq/error.h"
 #include "mpq/model.h"
 #include "mpq/tokenizer.h"
@@ -73,6 +74,32 @@ class TensorReader {
     return decode_module(module, format, rows, cols, find, where);
   }
 
+  // A channel-split module: "<m>.high_channels" (I32 [n_high], ascending) and the two sets stored
+  // as modules "<m>.high" and "<m>.low" (a set without rows is not stored).
+  ChannelSplit read_split(const std::string& module, WeightFormatId high, WeightFormatId low, int64_t n_high,
+                          int64_t rows, int64_t cols) const {
+    ChannelSplit s;
+    s.rows = rows;
+    s.cols = cols;
+    const std::string index_name = module + ".high_channels";
+    auto it = ck_.raw.find(index_name);
+    if (it == ck_.raw.end()) fail(ck_.path, "missing tensor " + index_name);
+    const auto& raw = it->second;
+    used_.insert(index_name);
+    if (n_high > rows || raw.dtype != "I32" || raw.shape != std::vector<int64_t>{n_high} ||
+        raw.nbytes != static_cast<uint64_t>(n_high) * 4) {
+      fail(raw.file, index_name + ": expected I32 [" + std::to_string(n_high) + "] with n_high <= " +
+                         std::to_string(rows));
+    }
+    s.high_rows.resize(static_cast<size_t>(n_high));
+    std::memcpy(s.high_rows.data(), raw.data, raw.nbytes);
+    s.low_rows = complement_rows(s.high_rows, rows, raw.file + ": " + index_name);
+    const int64_t n_low = rows - n_high;
+    s.high = n_high > 0 ? read_quantized(module + ".high", high, n_high, cols) : make_quantized_matrix(high, 0, 0);
+    s.low = n_low > 0 ? read_quantized(module + ".low", low, n_low, cols) : make_quantized_matrix(low, 0, 0);
+    return s;
+  }
+
   // Every tensor of the checkpoint must have been read: a weight that nothing uses means the
   // config does not describe the file (a bias flag missing, another architecture), and running
   // without it would give silently wrong results.
@@ -130,10 +157,18 @@ std::vector<float> deinterleave_rope_rows(const std::vector<float>& w, int n_hea
   return out;
 }
 
+// How one module is stored quantized (quantization_config.mpq.modules[module]).
+struct StoredModule {
+  WeightFormatId format = WeightFormatId::BF16;  // the whole module's (split: the low set's)
+  bool split = false;                            // channel split (docs/FORMAT.md)
+  WeightFormatId high_format = WeightFormatId::BF16;  // split: the high set's format
+  int64_t n_high = 0;                            // split: output channels in the high set
+};
+
 // The modules stored quantized by mpq (config.json: quantization_config.mpq.modules) and their
 // formats. A quantization_config without that record came from another tool: refused clearly.
-std::map<std::string, WeightFormatId> quantized_module_formats(const Checkpoint& ck, const std::string& path) {
-  std::map<std::string, WeightFormatId> out;
+std::map<std::string, StoredModule> quantized_module_formats(const Checkpoint& ck, const std::string& path) {
+  std::map<std::string, StoredModule> out;
   auto qc = ck.config.find("quantization_config");
   if (qc == ck.config.end() || qc->is_null()) return out;
   const std::string where = path + "/config.json";
@@ -149,10 +184,24 @@ std::map<std::string, WeightFormatId> quantized_module_formats(const Checkpoint&
     if (!entry.is_object() || !entry.contains("format") || !entry["format"].is_string()) {
       fail(where, "quantization_config.mpq.modules['" + module + "'] has no format");
     }
-    const std::string name = entry["format"].get<std::string>();
-    auto id = weight_format_from_name(name);
-    if (!id) fail(where, "module '" + module + "' declares unknown weight format '" + name + "'");
-    out[module] = *id;
+    auto format_of = [&](const char* key) {
+      if (!entry.contains(key) || !entry[key].is_string()) fail(where, "module '" + module + "' has no " + key);
+      const std::string name = entry[key].get<std::string>();
+      auto id = weight_format_from_name(name);
+      if (!id) fail(where, "module '" + module + "' declares unknown weight format '" + name + "'");
+      return *id;
+    };
+    StoredModule m;
+    m.format = format_of("format");
+    if (entry.value("split", false)) {
+      m.split = true;
+      m.high_format = format_of("high_format");
+      if (!entry.contains("n_high") || !entry["n_high"].is_number_integer() || entry["n_high"].get<int64_t>() < 0) {
+        fail(where, "split module '" + module + "' has no valid n_high");
+      }
+      m.n_high = entry["n_high"].get<int64_t>();
+    }
+    out[module] = m;
   }
   return out;
 }
@@ -216,7 +265,7 @@ Model load_model(const std::string& path, const LoadOptions& options) {
                                                                     : c.mlp_bias;
     if (has_bias) linear.bias = reader.read(linear.name + ".bias", {out_dims[kind]});
   };
-  std::map<std::string, WeightFormatId> quantized_modules = quantized_module_formats(ck, path);
+  std::map<std::string, StoredModule> quantized_modules = quantized_module_formats(ck, path);
   model.layers.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     DecoderLayer& layer = model.layers[l];
@@ -232,8 +281,15 @@ Model load_model(const std::string& path, const LoadOptions& options) {
       linear.name = base + prefixes[kind] + linear_kind_name(static_cast<LinearKind>(kind));
       if (auto it = quantized_modules.find(linear.name); it != quantized_modules.end()) {
         // Stored by mpq in a quantized format: already in rotate-half order.
-        linear.weights = make_quantized_weights(
-            reader.read_quantized(linear.name, it->second, out_dims[kind], in_dims[kind]));
+        const StoredModule& m = it->second;
+        if (m.split) {
+          linear.weights = make_split_weights(
+              reader.read_split(linear.name, m.high_format, m.format, m.n_high, out_dims[kind], in_dims[kind]),
+              options.runtime);
+        } else {
+          linear.weights = make_quantized_weights(
+              reader.read_quantized(linear.name, m.format, out_dims[kind], in_dims[kind]), options.runtime);
+        }
         quantized_modules.erase(it);
         read_bias(linear, kind);
         continue;

@@ -1,5 +1,6 @@
 #include "plan/plan.h"
 
+#include "format/channel_split.h"
 #include "io/atomic_file.h"
 
 #include <algorithm>
@@ -48,11 +49,7 @@ std::string PlanBudget::describe() const {
 
 uint64_t plan_entry_bits(const PlanEntry& e, int64_t rows, int64_t cols) {
   if (!e.split) return storage_bits(e.format, rows, cols);
-  const int64_t nh = static_cast<int64_t>(e.high_channels.size());
-  uint64_t bits = 0;
-  if (nh > 0) bits += storage_bits(e.high_format, nh, cols);
-  if (rows - nh > 0) bits += storage_bits(e.low_format, rows - nh, cols);
-  return bits;
+  return split_storage_bits(e.high_format, e.low_format, static_cast<int64_t>(e.high_channels.size()), rows, cols);
 }
 
 nlohmann::json plan_to_json(const Plan& plan) {
@@ -222,8 +219,15 @@ ModuleChoice plan_module_choice(const Plan& plan, const std::string& module) {
   const std::string where = plan.path.empty() ? "plan" : plan.path;
   auto it = plan.tensors.find(module);
   check(it != plan.tensors.end(), where, "no entry for tensor '" + module + "'");
-  check(!it->second.split, where, "tensor '" + module + "' is channel-split; it needs a channel-split quantizer");
-  return {it->second.format, it->second.quantizer};
+  const PlanEntry& e = it->second;
+  ModuleChoice choice = ModuleChoice::whole(e.format, e.quantizer);
+  if (e.split) {
+    choice.split = true;
+    choice.format = e.low_format;
+    choice.high_format = e.high_format;
+    choice.high_rows.assign(e.high_channels.begin(), e.high_channels.end());
+  }
+  return choice;
 }
 
 uint64_t parse_byte_size(const std::string& text, const std::string& where) {

@@ -76,8 +76,8 @@ void validate_plan(const Plan& plan, const std::vector<PlanTensorShape>& tensors
 // it must equal identity["sha256"]. Throws mpq::Error naming plan.path.
 void check_plan_model(const Plan& plan, const nlohmann::json& identity);
 
-// What quantize_model's callback should return for `module`; throws for split entries (they need
-// a channel-split quantizer) and for names not in the plan.
+// What quantize_model's callback should return for `module` (split entries: the channel split);
+// throws for names not in the plan.
 ModuleChoice plan_module_choice(const Plan& plan, const std::string& module);
 
 // "90MB" (10^6), "90MiB" (2^20), "1.5GB", "512kB", "123456" (bytes). Throws mpq::Error naming `where`.

@@ -411,13 +411,6 @@ PlanSolution solve_tiers(const std::vector<PlanItem>& items, const std::vector<d
 // ---------------------------------------------------------------------------------------------
 // Channels
 
-uint64_t split_storage_bits(WeightFormatId high, WeightFormatId low, int64_t n_high, int64_t rows, int64_t cols) {
-  uint64_t bits = 0;
-  if (n_high > 0) bits += storage_bits(high, n_high, cols);
-  if (rows - n_high > 0) bits += storage_bits(low, rows - n_high, cols);
-  return bits;
-}
-
 ChannelSolution solve_channels(const std::vector<ChannelTensor>& tensors, WeightFormatId high, WeightFormatId low,
                                uint64_t budget_bits) {
   struct Ch {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "format/channel_split.h"
 #include "format/weight_format.h"
 
 namespace mpq {
@@ -96,9 +97,6 @@ struct ChannelSolution {
   int64_t n_high = 0, n_channels = 0;
   double objective = 0;  // Σ salience of the channels left in `low`
 };
-// Exact bits of a tensor split into n_high rows of `high` and rows − n_high of `low`.
-uint64_t split_storage_bits(WeightFormatId high, WeightFormatId low, int64_t n_high, int64_t rows,
-                            int64_t cols);
 ChannelSolution solve_channels(const std::vector<ChannelTensor>& tensors, WeightFormatId high,
                                WeightFormatId low, uint64_t budget_bits);
 

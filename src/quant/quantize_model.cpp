@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "format/channel_split.h"
 #include "io/compressed_tensors.h"
 #include "io/safetensors.h"
 #include "mpq/error.h"
@@ -68,18 +69,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Quantizes one Linear in place.
-ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const InputStats* stats,
-                             const QuantizeOptions& options) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const int64_t rows = linear.weights->out_features(), cols = linear.weights->in_features();
-  std::vector<float> w(rows * cols);
-  linear.weights->to_f32(w.data());
-  QuantizedMatrix q;
-  switch (choice.quantizer) {
+// Quantizes w [rows, cols] with one format and quantizer.
+QuantizedMatrix quantize_matrix(WeightFormatId format, Quantizer quantizer, const float* w, int64_t rows, int64_t cols,
+                                const InputStats* stats, const QuantizeOptions& options, const std::string& name) {
+  switch (quantizer) {
     case Quantizer::Rtn:
-      q = quantize_rtn(choice.format, w.data(), rows, cols);
-      break;
+      return quantize_rtn(format, w, rows, cols);
     case Quantizer::RtnClip: {
       RtnOptions o;
       o.clip_search = true;
@@ -88,26 +83,63 @@ ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const I
         importance = stats->mean_square();
         o.importance = importance.data();
       }
-      q = quantize_rtn(choice.format, w.data(), rows, cols, o);
-      break;
+      return quantize_rtn(format, w, rows, cols, o);
     }
-    case Quantizer::Gptq:
-      if (stats == nullptr) fail(linear.name, "gptq needs calibration data (--calib)");
-      {
-        GptqOptions o;
-        o.act_order = options.gptq_act_order;
-        o.damp_percent = options.gptq_damp;
-        q = quantize_gptq(choice.format, w.data(), rows, cols, stats->xtx, o);
-      }
-      break;
+    case Quantizer::Gptq: {
+      if (stats == nullptr) fail(name, "gptq needs calibration data (--calib)");
+      GptqOptions o;
+      o.act_order = options.gptq_act_order;
+      o.damp_percent = options.gptq_damp;
+      return quantize_gptq(format, w, rows, cols, stats->xtx, o);
+    }
     case Quantizer::Hqq:
-      q = quantize_hqq(choice.format, w.data(), rows, cols);
-      break;
+      return quantize_hqq(format, w, rows, cols);
   }
+  fail(name, "unknown quantizer");
+}
+
+// Rows `rows` of w [.., cols], in that order.
+std::vector<float> gather_rows(const std::vector<float>& w, const std::vector<int32_t>& rows, int64_t cols) {
+  std::vector<float> out(rows.size() * static_cast<size_t>(cols));
+  for (size_t i = 0; i < rows.size(); ++i) std::copy_n(w.data() + rows[i] * cols, cols, out.data() + i * cols);
+  return out;
+}
+
+// Quantizes one Linear in place. A channel split quantizes its two row sets as two matrices: the
+// quantizers treat rows independently (GPTQ's updates run along a row, with the Hessian shared by
+// all rows), so this is what quantizing the whole matrix per set would give.
+ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const InputStats* stats,
+                             const QuantizeOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t rows = linear.weights->out_features(), cols = linear.weights->in_features();
+  std::vector<float> w(rows * cols);
+  linear.weights->to_f32(w.data());
   ModuleReport report{weight_format(choice.format).name, quantizer_name(choice.quantizer), -1, 0};
+  std::vector<float> decoded(w.size());
+  if (choice.split) {
+    ChannelSplit split;
+    split.rows = rows;
+    split.cols = cols;
+    split.high_rows = choice.high_rows;
+    split.low_rows = complement_rows(choice.high_rows, rows, linear.name);
+    auto part = [&](WeightFormatId f, const std::vector<int32_t>& set) {
+      if (set.empty()) return make_quantized_matrix(f, 0, 0);
+      const std::vector<float> sub = gather_rows(w, set, cols);
+      return quantize_matrix(f, choice.quantizer, sub.data(), static_cast<int64_t>(set.size()), cols, stats, options,
+                             linear.name);
+    };
+    split.high = part(choice.high_format, split.high_rows);
+    split.low = part(choice.format, split.low_rows);
+    report.format = std::string(weight_format(choice.high_format).name) + "+" + report.format;
+    dequantize(split, decoded.data());
+    linear.weights = make_split_weights(std::move(split));
+  } else {
+    QuantizedMatrix q = quantize_matrix(choice.format, choice.quantizer, w.data(), rows, cols, stats, options, linear.name);
+    dequantize(q, decoded.data());
+    linear.weights = make_quantized_weights(std::move(q));
+  }
   // tr(ΔW H ΔWᵀ) per output row: the layer-output error on the calibration inputs.
-  if (stats != nullptr) report.output_error = layer_output_error(w.data(), q, stats->xtx) / rows;
-  linear.weights = make_quantized_weights(std::move(q));
+  if (stats != nullptr) report.output_error = layer_output_error(w.data(), decoded.data(), rows, cols, stats->xtx) / rows;
   report.seconds = seconds_since(t0);
   return report;
 }
@@ -153,9 +185,14 @@ QuantizeReport quantize_model(Model& model,
   uint64_t bits = 0;
   for (const DecoderLayer& layer : model.layers) {
     for (const Linear& linear : layer.linear) {
-      const QuantizedMatrix* q = linear.weights->quantized();
       const uint64_t n = linear.weights->out_features() * linear.weights->in_features();
-      bits += q ? storage_bits(q->format, q->rows, q->cols) : 32 * n;
+      if (const auto q = linear.weights->quantized()) {
+        bits += storage_bits(q->format, q->rows, q->cols);
+      } else if (const auto split = linear.weights->channel_split()) {
+        bits += channel_split_storage_bits(*split);
+      } else {
+        bits += 32 * n;
+      }
       report.linear_weights += n;
     }
   }

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -34,9 +35,27 @@ Scheme parse_scheme(const std::string& text, const std::string& where = "--schem
 
 // What each Linear module gets.
 struct ModuleChoice {
-  WeightFormatId format;
-  Quantizer quantizer;
+  WeightFormatId format = WeightFormatId::Int4_G128;
+  Quantizer quantizer = Quantizer::Rtn;
   bool keep = false;  // leave the module as it is (not quantized)
+  // Channel split (MixLLM): these output channels (ascending) take `high_format`, the others
+  // `format`; each set is quantized as its own matrix with the same quantizer. Empty: no split.
+  std::vector<int32_t> high_rows;
+  WeightFormatId high_format = WeightFormatId::Int8_Channel;
+  bool split = false;
+
+  // The whole module in one format; the module left as it is.
+  static ModuleChoice whole(WeightFormatId format, Quantizer quantizer) {
+    ModuleChoice c;
+    c.format = format;
+    c.quantizer = quantizer;
+    return c;
+  }
+  static ModuleChoice kept() {
+    ModuleChoice c;
+    c.keep = true;
+    return c;
+  }
 };
 
 struct QuantizeOptions {

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "format/channel_split.h"
 #include "io/compressed_tensors.h"
 #include "io/safetensors.h"
 #include "mpq/error.h"
@@ -91,6 +92,7 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
   // Per format, the modules that use it (compressed-tensors config groups).
   std::map<std::string, std::vector<std::string>> modules_by_format;
   nlohmann::json mpq_modules = nlohmann::json::object();
+  std::vector<std::string> split_modules;  // channel-split: no compressed-tensors equivalent
   for (int l = 0; l < c.n_layers; ++l) {
     const DecoderLayer& layer = model.layers[l];
     const std::string base = "model.layers." + std::to_string(l) + ".";
@@ -103,7 +105,30 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
     for (const Linear& linear : layer.linear) {
       const int64_t rows = linear.weights->out_features(), cols = linear.weights->in_features();
       if (!linear.bias.empty()) add_f32(st, linear.name + ".bias", linear.bias, {rows});
-      const QuantizedMatrix* q = linear.weights->quantized();
+      auto quantizer_of = [&] {
+        auto it = report.modules.find(linear.name);
+        return it == report.modules.end() ? std::string() : it->second.quantizer;
+      };
+      if (const auto split = linear.weights->channel_split()) {
+        // Two modules "<m>.high" / "<m>.low" plus the high set's row indices (docs/FORMAT.md).
+        const std::vector<int32_t>& hr = split->high_rows;
+        st.add(linear.name + ".high_channels", "I32", {static_cast<int64_t>(hr.size())},
+               reinterpret_cast<const uint8_t*>(hr.data()), hr.size() * sizeof(int32_t));
+        for (const auto& [suffix, part] : {std::pair{".high", &split->high}, std::pair{".low", &split->low}}) {
+          if (part->rows == 0) continue;
+          for (const StoredTensor& t : encode_module(linear.name + suffix, *part)) {
+            st.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
+          }
+        }
+        split_modules.push_back(linear.name);
+        mpq_modules[linear.name] = {{"format", split->low.traits().name},
+                                    {"split", true},
+                                    {"high_format", split->high.traits().name},
+                                    {"n_high", static_cast<int64_t>(hr.size())},
+                                    {"quantizer", quantizer_of()}};
+        continue;
+      }
+      const auto q = linear.weights->quantized();
       if (q == nullptr) {
         std::vector<float> w(rows * cols);
         linear.weights->to_f32(w.data());
@@ -114,18 +139,18 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
         st.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
       }
       modules_by_format[q->traits().name].push_back(linear.name);
-      auto it = report.modules.find(linear.name);
-      mpq_modules[linear.name] = {{"format", q->traits().name},
-                                  {"quantizer", it == report.modules.end() ? "" : it->second.quantizer}};
+      mpq_modules[linear.name] = {{"format", q->traits().name}, {"quantizer", quantizer_of()}};
     }
   }
   st.set_metadata("format", "pt");
   st.write(tmp + "/model.safetensors");
 
   nlohmann::json config = hf_config(c);
-  if (!modules_by_format.empty()) {
+  if (!modules_by_format.empty() || !split_modules.empty()) {
     nlohmann::json groups = nlohmann::json::object();
     nlohmann::json ignore = nlohmann::json::array({"lm_head"});
+    // Channel-split modules have no compressed-tensors scheme: only mpq reads them.
+    for (const auto& m : split_modules) ignore.push_back(m);
     std::string format_name;
     int index = 0;
     for (const auto& [format, modules] : modules_by_format) {
