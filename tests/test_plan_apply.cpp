@@ -50,3 +50,39 @@ TEST(PlanApply, AnalyzePlanQuantizeLoad) {
   EXPECT_NE(r.err.find(tmp.file("over.json")), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(tmp.file("q2")));
 }
+
+TEST(PlanApply, ParetoWritesPlansAndAFrontier) {
+  const std::string model = mpq::test::shared_dir() + "/models/stories260K/gguf/stories260K.gguf";
+  const std::string text = mpq::test::shared_dir() + "/text/tinystories-sample/tiny.txt";
+  if (!fs::exists(model)) GTEST_SKIP() << "shared data not found: " << model;
+  TempDir tmp;
+  auto r = run_mpq("analyze '" + model + "' --calib '" + text +
+                       "' --calib-samples 2 --calib-len 32 --methods fisher --formats int8_channel,int4_g32,int2_g32 "
+                       "--quiet --out '" + tmp.file("s.json") + "'",
+                   tmp);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run_mpq("pareto '" + tmp.file("s.json") + "' --method knapsack --bits-range 3:8:1 --out '" + tmp.file("p") + "'", tmp);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream csv(tmp.file("p/frontier.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "budget_bits_per_weight,bits_per_weight,linear_bytes,predicted_objective,plan");
+  double last_objective = 1e300;
+  int rows = 0;
+  while (std::getline(csv, line)) {
+    double budget, bpw, objective;
+    unsigned long long bytes;
+    char plan[64];
+    ASSERT_EQ(std::sscanf(line.c_str(), "%lf,%lf,%llu,%lf,%63s", &budget, &bpw, &bytes, &objective, plan), 5) << line;
+    EXPECT_LE(bpw, budget + 1e-9);
+    EXPECT_LE(objective, last_objective + 1e-12);  // more bits never cost more (optimal plans)
+    last_objective = objective;
+    EXPECT_TRUE(fs::exists(tmp.file(std::string("p/") + plan))) << plan;
+    ++rows;
+  }
+  EXPECT_GE(rows, 5);  // 3..8 bits; the smallest budgets may be infeasible
+  EXPECT_NE(mpq::test::slurp(tmp.file("p/frontier.svg")).find("<polyline"), std::string::npos);
+  r = run_mpq("pareto '" + tmp.file("s.json") + "' --method knapsack --bits-range 8:3:1 --out '" + tmp.file("q") + "'", tmp);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--bits-range"), std::string::npos) << r.err;
+}

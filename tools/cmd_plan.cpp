@@ -1,10 +1,13 @@
 // mpq plan: from a sensitivity file (mpq analyze) to a bit-allocation plan (docs/PLAN.md).
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <limits>
 
 #include "calib/sensitivity.h"
 #include "command.h"
+#include "io/atomic_file.h"
 #include "common.h"
 #include "mpq/error.h"
 #include "plan/planner.h"
@@ -26,7 +29,8 @@ struct PlanArgs {
   bool json = false;
 };
 
-int run_plan(const PlanArgs& args) {
+// The request of the shared options (the budget is set by the caller for pareto).
+PlanRequest request_from(const PlanArgs& args) {
   PlanRequest req;
   req.method = args.method;
   if (!std::isnan(args.bits)) req.bits = args.bits;
@@ -36,6 +40,11 @@ int run_plan(const PlanArgs& args) {
   req.fused_same = args.fused_same;
   req.cost = args.cost;
   req.quantizer = parse_scheme("int4_g128:" + args.quantizer, "--quantizer").quantizer;
+  return req;
+}
+
+int run_plan(const PlanArgs& args) {
+  const PlanRequest req = request_from(args);
   const SensitivityInput in = read_sensitivity_input(args.sensitivity, args.method == "channels");
   const Plan plan = make_plan(in, req);
   write_plan(plan, args.out);
@@ -57,20 +66,120 @@ int run_plan(const PlanArgs& args) {
   return 0;
 }
 
+// Adds the options plan and pareto share.
+void add_plan_options(CLI::App& app, PlanArgs& args) {
+  app.add_option("SENSITIVITY", args.sensitivity, "S.json written by mpq analyze")->required();
+  app.add_option("--method", args.method, "tiers, knapsack, bqp, channels or rule")->required();
+  app.add_option("--formats", args.formats, "comma list of candidate formats (method-specific order)");
+  app.add_option("--pin", args.pins, "REGEX=FORMAT[:QUANTIZER] or REGEX=none (repeatable)");
+  app.add_flag("--fused-same", args.fused_same, "q/k/v and gate/up of a layer share a format");
+  app.add_option("--cost", args.cost, "fisher, output, kld, or shapley (bqp; default fisher)");
+  app.add_option("--quantizer", args.quantizer, "quantizer of every tensor (default rtn)");
+}
+
+struct ParetoArgs {
+  PlanArgs plan;
+  std::string range;  // LO:HI:STEP bits per weight
+};
+
+// The predicted frontier as an SVG line chart: bits/weight against predicted cost.
+std::string frontier_svg(const std::vector<std::pair<double, double>>& points, const std::string& title) {
+  const double w = 640, h = 400, left = 70, bottom = 50, top = 30, right = 20;
+  double x0 = points.front().first, x1 = points.front().first, y0 = 0, y1 = points.front().second;
+  for (auto [x, y] : points) x0 = std::min(x0, x), x1 = std::max(x1, x), y1 = std::max(y1, y);
+  if (x1 == x0) x1 = x0 + 1;
+  if (y1 == y0) y1 = y0 + 1;
+  auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * (w - left - right); };
+  auto py = [&](double y) { return h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom); };
+  char buf[256];
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"400\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  std::snprintf(buf, sizeof buf, "<text x=\"%g\" y=\"18\">%s</text>\n", left, title.c_str());
+  svg += buf;
+  std::snprintf(buf, sizeof buf, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", left, h - bottom, w - right, h - bottom);
+  svg += buf;
+  std::snprintf(buf, sizeof buf, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", left, top, left, h - bottom);
+  svg += buf;
+  for (int i = 0; i <= 4; ++i) {  // axis labels
+    const double x = x0 + (x1 - x0) * i / 4, y = y0 + (y1 - y0) * i / 4;
+    std::snprintf(buf, sizeof buf, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%.2f</text>\n", px(x), h - bottom + 18, x);
+    svg += buf;
+    std::snprintf(buf, sizeof buf, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n", left - 6, py(y) + 4, y);
+    svg += buf;
+  }
+  std::snprintf(buf, sizeof buf, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">bits per weight (Linear)</text>\n", (left + w - right) / 2, h - 10);
+  svg += buf;
+  svg += "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"2\" points=\"";
+  for (auto [x, y] : points) {
+    std::snprintf(buf, sizeof buf, "%.1f,%.1f ", px(x), py(y));
+    svg += buf;
+  }
+  svg += "\"/>\n";
+  for (auto [x, y] : points) {
+    std::snprintf(buf, sizeof buf, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"steelblue\"/>\n", px(x), py(y));
+    svg += buf;
+  }
+  return svg + "</svg>\n";
+}
+
+int run_pareto(const ParetoArgs& args) {
+  double lo = 0, hi = 0, step = 0;
+  if (std::sscanf(args.range.c_str(), "%lf:%lf:%lf", &lo, &hi, &step) != 3 || !(lo > 0) || !(hi >= lo) ||
+      !(step > 0) || (hi - lo) / step > 1000) {
+    fail("--bits-range", "expected LO:HI:STEP with 0 < LO <= HI, STEP > 0 and at most 1000 steps, got '" +
+                             args.range + "'");
+  }
+  PlanRequest req = request_from(args.plan);
+  const SensitivityInput in = read_sensitivity_input(args.plan.sensitivity, args.plan.method == "channels");
+  std::filesystem::create_directories(args.plan.out);
+  std::string csv = "budget_bits_per_weight,bits_per_weight,linear_bytes,predicted_objective,plan\n";
+  std::vector<std::pair<double, double>> points;
+  for (int i = 0; lo + i * step <= hi + 1e-9; ++i) {
+    const double budget = lo + i * step;
+    req.bits = budget;
+    Plan plan;
+    try {
+      plan = make_plan(in, req);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "[pareto] %.4g bits/weight: no plan (%s)\n", budget, e.what());
+      continue;
+    }
+    char name[64];
+    std::snprintf(name, sizeof name, "plan-%.4g.json", budget);
+    write_plan(plan, (std::filesystem::path(args.plan.out) / name).string());
+    char line[256];
+    std::snprintf(line, sizeof line, "%.6g,%.6f,%llu,%.9g,%s\n", budget, plan.bits_per_weight,
+                  static_cast<unsigned long long>((plan.total_bits + 7) / 8), plan.predicted_objective, name);
+    csv += line;
+    points.emplace_back(plan.bits_per_weight, plan.predicted_objective);
+  }
+  check(!points.empty(), "--bits-range", "no budget in the range admits a plan");
+  const std::filesystem::path dir(args.plan.out);
+  write_file_atomically((dir / "frontier.csv").string(), csv);
+  write_file_atomically((dir / "frontier.svg").string(),
+                        frontier_svg(points, args.plan.method + ": predicted " + args.plan.cost + " cost vs bits/weight"));
+  std::printf("%s: %zu plans, frontier.csv, frontier.svg\n", args.plan.out.c_str(), points.size());
+  return 0;
+}
+
+Registrar pareto_cmd{{"pareto", "plans over a range of budgets: the predicted size-vs-cost frontier (CSV + SVG)",
+                      [](CLI::App& app) {
+                        auto args = std::make_shared<ParetoArgs>();
+                        add_plan_options(app, args->plan);
+                        app.add_option("--bits-range", args->range, "LO:HI:STEP bits per weight")->required();
+                        app.add_option("--out", args->plan.out, "output directory (plans, frontier.csv, frontier.svg)")
+                            ->required();
+                        return std::function<int()>([args] { return run_pareto(*args); });
+                      }}};
+
 Registrar plan_cmd{{"plan", "bit-allocation plan from a sensitivity file (tiers, knapsack, bqp, channels, rule)",
                     [](CLI::App& app) {
                       auto args = std::make_shared<PlanArgs>();
-                      app.add_option("SENSITIVITY", args->sensitivity, "S.json written by mpq analyze")->required();
-                      app.add_option("--method", args->method, "tiers, knapsack, bqp, channels or rule")->required();
+                      add_plan_options(app, *args);
                       auto* bits = app.add_option("--bits", args->bits,
                                                   "budget: average bits per quantized Linear weight (exact)");
                       auto* size = app.add_option("--size", args->size, "budget: total bytes of the Linear weights (90MB, 64MiB)");
                       bits->excludes(size);
-                      app.add_option("--formats", args->formats, "comma list of candidate formats (method-specific order)");
-                      app.add_option("--pin", args->pins, "REGEX=FORMAT[:QUANTIZER] or REGEX=none (repeatable)");
-                      app.add_flag("--fused-same", args->fused_same, "q/k/v and gate/up of a layer share a format");
-                      app.add_option("--cost", args->cost, "fisher, output, kld, or shapley (bqp; default fisher)");
-                      app.add_option("--quantizer", args->quantizer, "quantizer of every tensor (default rtn)");
                       app.add_option("--out", args->out, "plan JSON")->required();
                       app.add_flag("--json", args->json, "print JSON");
                       return std::function<int()>([args] { return run_plan(*args); });
