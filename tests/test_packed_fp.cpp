@@ -19,6 +19,7 @@
 #include "mpq/error.h"
 #include "mpq/model.h"
 #include "quant/rtn.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 namespace {
@@ -34,17 +35,7 @@ constexpr WeightFormatId kFpFormats[] = {WeightFormatId::BF16,          WeightFo
 
 const char* name_of(WeightFormatId id) { return mpq::weight_format(id).name; }
 
-std::vector<Isa> supported_isas() {
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-    if (mpq::cpu_supports(isa)) {
-      isas.push_back(isa);
-    } else {
-      std::printf("skipping %s: not supported by this CPU\n", mpq::isa_name(isa));
-    }
-  }
-  return isas;
-}
+using mpq::test::supported_isas;
 
 void expect_same_matrix(const QuantizedMatrix& a, const QuantizedMatrix& b) {
   EXPECT_EQ(a.format, b.format);

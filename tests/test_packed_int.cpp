@@ -28,6 +28,7 @@
 #include "mpq/error.h"
 #include "mpq/model.h"
 #include "quant/rtn.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 namespace {
@@ -45,17 +46,7 @@ std::vector<WeightFormatId> int_formats() {
   return ids;
 }
 
-std::vector<Isa> supported_isas() {
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-    if (mpq::cpu_supports(isa)) {
-      isas.push_back(isa);
-    } else {
-      std::printf("[ info ] skipping %s: not supported by this CPU\n", mpq::isa_name(isa));
-    }
-  }
-  return isas;
-}
+using mpq::test::supported_isas;
 
 // An int8-activation path: the ISA and, on AVX-512, the dot product used.
 struct Int8Path {
