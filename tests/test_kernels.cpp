@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "kernel/attention.h"
 #include "kernel/gemv_f32.h"
 #include "kernel/matmul_f32.h"
 #include "test_util.h"
@@ -56,6 +57,54 @@ TEST(KernelMatmul, DecodeAndPrefillPathsAgreeWithTheExactProduct) {
         for (int64_t i = 0; i < in; ++i) exact += static_cast<double>(w[o * in + i]) * x[t * in + i];
         ASSERT_LE(std::abs(y[t * out + o] - exact), dot_bound(&w[o * in], &x[t * in], in))
             << "n " << n << " token " << t << " row " << o;
+      }
+    }
+  }
+}
+
+// Decode attention (kernel/attention.h): every path against the exact softmax-weighted sum in
+// double, on head sizes and key counts that are not multiples of the vector width. Error bound
+// from fp32 rounding (ε = 2^-24): each score s_j = scale·(q·k_j) is off by at most
+// δ = scale·hd·ε·max_j Σ|q·k_j| + 2ε·max|s|; the shift by the max and exp add about as much again
+// and one ε each, so every p_j is off by a relative 4δ + 4ε at most; the weighted sum of n_keys
+// values adds n_keys·ε. Hence |out_d − exact_d| ≤ (4δ + (n_keys + 8)·ε) · Σ_j p_j·|v_jd|.
+TEST(KernelAttention, EveryIsaMatchesTheExactSoftmaxSum) {
+  constexpr double kEps = 1.0 / (1 << 24);
+  for (mpq::Isa isa : {mpq::Isa::Scalar, mpq::Isa::Avx2, mpq::Isa::Avx512}) {
+    if (!mpq::cpu_supports(isa)) continue;
+    for (auto [n_keys, hd] : {std::pair<int64_t, int>{1, 64}, {129, 64}, {37, 17}, {300, 128}, {5, 3}}) {
+      SCOPED_TRACE(std::string(mpq::isa_name(isa)) + " keys " + std::to_string(n_keys) + " hd " + std::to_string(hd));
+      const int64_t stride = hd + 5;  // rows of a wider cache, as in GQA
+      const auto q = mpq::test::gaussian(hd, 21);
+      const auto k = mpq::test::gaussian(n_keys * stride, 22);
+      const auto v = mpq::test::gaussian(n_keys * stride, 23);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      std::vector<float> scores(n_keys), out(hd);
+      mpq::attend_row(isa, q.data(), k.data(), v.data(), stride, n_keys, hd, scale, scores.data(), out.data());
+      std::vector<double> s(n_keys), p(n_keys);
+      double max_s = -1e300, max_abs_dot = 0, max_abs_s = 0;
+      for (int64_t j = 0; j < n_keys; ++j) {
+        double dot = 0, abs_dot = 0;
+        for (int d = 0; d < hd; ++d) {
+          dot += static_cast<double>(q[d]) * k[j * stride + d];
+          abs_dot += std::fabs(static_cast<double>(q[d]) * k[j * stride + d]);
+        }
+        s[j] = scale * dot;
+        max_s = std::max(max_s, s[j]);
+        max_abs_dot = std::max(max_abs_dot, abs_dot);
+        max_abs_s = std::max(max_abs_s, std::fabs(s[j]));
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < n_keys; ++j) sum += p[j] = std::exp(s[j] - max_s);
+      for (double& pj : p) pj /= sum;
+      const double delta = scale * hd * kEps * max_abs_dot + 2 * kEps * max_abs_s;
+      for (int d = 0; d < hd; ++d) {
+        double exact = 0, weight = 0;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          exact += p[j] * v[j * stride + d];
+          weight += p[j] * std::fabs(v[j * stride + d]);
+        }
+        EXPECT_LE(std::fabs(out[d] - exact), (4 * delta + (n_keys + 8) * kEps) * weight) << "d " << d;
       }
     }
   }

@@ -89,6 +89,28 @@ QuantizedMatrix random_quantized(WeightFormatId format, int64_t rows, int64_t co
 // ---------------------------------------------------------------------------------------------
 // Packing
 
+// decode_row (the embedding lookup of a tied quantized head) gives row r of the decoded matrix.
+// nvfp4 folds its E4M3 group scale by the tensor scale once at packing, so its products may round
+// differently from dequantize's (e2m1 * e4m3) / tensor_scale: one rounding of fp32, 2^-23 relative.
+TEST(PackedFpPack, DecodeRowMatchesTheDecodedMatrix) {
+  for (WeightFormatId format : kFpFormats) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 16}, {7, 100}, {33, 200}, {5, 1}}) {
+      SCOPED_TRACE(std::string(name_of(format)) + " " + std::to_string(rows) + "x" + std::to_string(cols));
+      const QuantizedMatrix q = random_quantized(format, rows, cols, 3 + rows);
+      std::vector<float> all(static_cast<size_t>(rows * cols)), row(static_cast<size_t>(cols));
+      mpq::dequantize(q, all.data());
+      const auto packed = mpq::pack_matrix(q);
+      for (int64_t r = 0; r < rows; ++r) {
+        packed->decode_row(r, row.data());
+        for (int64_t c = 0; c < cols; ++c) {
+          const float ref = all[r * cols + c];
+          ASSERT_LE(std::fabs(row[c] - ref), std::ldexp(std::fabs(ref), -23)) << r << "," << c;
+        }
+      }
+    }
+  }
+}
+
 TEST(PackedFpPack, UnpackGivesBackTheQuantizedMatrix) {
   for (WeightFormatId format : kFpFormats) {
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 16}, {7, 100}, {33, 200}, {64, 576}, {5, 1}}) {

@@ -197,6 +197,24 @@ TEST(PackedIntPack, UnpackGivesBackTheExactMatrix) {
   }
 }
 
+// decode_row (the embedding lookup of a tied quantized head) gives row r of the decoded matrix.
+TEST(PackedIntPack, DecodeRowMatchesTheDecodedMatrix) {
+  for (WeightFormatId format : int_formats()) {
+    for (Shape s : kShapes) {
+      SCOPED_TRACE(describe(format, s, 0));
+      const mpq::QuantizedMatrix q = random_matrix(format, s, 11);
+      std::vector<float> all(static_cast<size_t>(s.rows * s.cols)), row(static_cast<size_t>(s.cols));
+      mpq::dequantize(q, all.data());
+      const auto packed = mpq::pack_matrix(q);
+      for (int64_t r = 0; r < s.rows; ++r) {
+        packed->decode_row(r, row.data());
+        for (int64_t c = 0; c < s.cols; ++c) ASSERT_EQ(row[c], all[r * s.cols + c]) << r << "," << c;
+      }
+      EXPECT_THROW(packed->decode_row(s.rows, row.data()), mpq::Error);
+    }
+  }
+}
+
 TEST(PackedIntPack, EveryCodeAndZeroPointSurvives) {
   // All codes and extreme zero points, in every position of a unit (int3's planes included).
   for (WeightFormatId format : int_formats()) {

@@ -256,6 +256,56 @@ TEST(PackedRuntime, StoredFormRoundTrips) {
   }
 }
 
+// mpq quantize --head-format: the output head quantized too. The tied head stays tied (the file
+// holds no separate embedding; rows come from the quantized head), the file loads back to the
+// same logits in the decoded runtime, and the packed runtime matches it like any other layer.
+TEST(PackedRuntime, QuantizedTiedHeadRoundTripsAndRunsPacked) {
+  SKIP_WITHOUT_DATA();
+  for (mpq::WeightFormatId head : {mpq::WeightFormatId::Int8_Channel, mpq::WeightFormatId::BF16,
+                                   mpq::WeightFormatId::Int4_G32}) {
+    SCOPED_TRACE(mpq::weight_format(head).name);
+    mpq::QuantizeReport report;
+    mpq::Model model = quantized_tiny(plain(mpq::WeightFormatId::Int4_G128), &report);
+    ASSERT_TRUE(model.config.tied_embeddings);
+    const std::vector<float> before = logits_of(model);
+    mpq::quantize_output_head(model, head, report);
+    EXPECT_EQ(model.embedding, nullptr);
+    EXPECT_EQ(model.lm_head.weights->format_name(), mpq::weight_format(head).name);
+    EXPECT_EQ(report.modules.at("lm_head").format, mpq::weight_format(head).name);
+    // The embedding is the decoded head, row for row.
+    std::vector<float> row(model.config.dim), w(static_cast<size_t>(model.config.vocab_size) * model.config.dim);
+    model.lm_head.weights->to_f32(w.data());
+    for (int32_t token : {0, 7, model.config.vocab_size - 1}) {
+      model.embedding_row(token, row.data());
+      EXPECT_TRUE(std::equal(row.begin(), row.end(), w.begin() + int64_t{token} * model.config.dim));
+    }
+    const std::vector<float> in_memory = logits_of(model);
+    // A real change: the logits move, but by a quantization's worth, not to garbage.
+    const Diff moved = diff(before, in_memory);
+    EXPECT_GT(moved.max_abs, 0);
+    EXPECT_LT(moved.max_abs, 0.5 * moved.max_ref);
+
+    mpq::test::TempDir tmp;
+    const std::string dir = tmp.path() + "/q";
+    mpq::write_quantized_model(model, report, dir, {});
+    const auto config = nlohmann::json::parse(mpq::test::slurp(dir + "/config.json"));
+    EXPECT_EQ(config["quantization_config"]["mpq"]["modules"]["lm_head"]["format"], mpq::weight_format(head).name);
+    EXPECT_TRUE(config["tie_word_embeddings"].get<bool>());
+    const std::string st = mpq::test::slurp(dir + "/model.safetensors");
+    EXPECT_EQ(st.find("model.embed_tokens.weight"), std::string::npos) << "a tied quantized head is stored once";
+
+    mpq::Model reloaded = mpq::load_model(dir);
+    EXPECT_EQ(reloaded.embedding, nullptr);
+    EXPECT_EQ(reloaded.parameter_count(), model.parameter_count());
+    EXPECT_EQ(logits_of(reloaded), in_memory);
+    mpq::LoadOptions o;
+    o.runtime = packed(false);
+    mpq::Model pk = mpq::load_model(dir, o);
+    const Diff d = diff(in_memory, logits_of(pk));
+    EXPECT_LE(d.max_abs, kF32Rel * d.max_ref);
+  }
+}
+
 // Splits where one channel set is empty, odd shapes, and a fp high part with an int low part
 // (the int part quantizes its own activations).
 TEST(PackedRuntime, SplitEdgeCases) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "command.h"
 #include "common.h"
@@ -22,6 +23,7 @@ struct QuantizeArgs {
   bool act_order = false;
   double damp = 0.01;
   std::string embedding_dtype = "f32";
+  std::string head_format;  // empty: the output head keeps its precision
   std::string out;
   bool json = false;
 };
@@ -35,6 +37,13 @@ int run_quantize(const QuantizeArgs& args) {
     plan = read_plan(args.plan_path);
   } else {
     scheme = parse_scheme(args.scheme);
+  }
+  std::optional<WeightFormatId> head_format;
+  if (!args.head_format.empty()) {
+    head_format = weight_format_from_name(args.head_format);
+    if (!head_format) {
+      fail("--head-format", "unknown weight format '" + args.head_format + "' (see `mpq formats`)");
+    }
   }
   Model model = load_model_from_args(args.model);
   std::function<ModuleChoice(const std::string&, int, LinearKind)> choose =
@@ -65,13 +74,15 @@ int run_quantize(const QuantizeArgs& args) {
   if (!needs_calibration && args.calib.files.empty()) options.calibration.text_paths.clear();
   options.gptq_act_order = args.act_order;
   options.gptq_damp = args.damp;
-  const QuantizeReport report = quantize_model(model, choose, options);
+  QuantizeReport report = quantize_model(model, choose, options);
+  if (head_format) quantize_output_head(model, *head_format, report);
   const std::string what = args.plan_path.empty() ? scheme.name() : "plan " + args.plan_path;
   nlohmann::json provenance = {{"source", args.model.path},
                                {"scheme", what},
                                {"calibration", calibration_json(options.calibration)},
                                {"act_order", args.act_order},
-                               {"damp", args.damp}};
+                               {"damp", args.damp},
+                             {"head_format", args.head_format.empty() ? "keep" : args.head_format}};
   DType embedding_dtype = DType::F32;
   if (args.embedding_dtype == "bf16") {
     embedding_dtype = DType::BF16;
@@ -105,6 +116,9 @@ Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with on
                               ->check(CLI::Range(0.0, 10.0));
                           app.add_option("--embedding-dtype", args->embedding_dtype,
                                          "storage of the embedding and an untied head: f32 (default, exact), bf16, f16");
+                          app.add_option("--head-format", args->head_format,
+                                         "quantize the output head too (RTN), e.g. int8_channel or bf16; a tied "
+                                         "head stays tied and also serves as the embedding (default: keep it)");
                           app.add_option("--out", args->out, "output directory")->required();
                           app.add_flag("--json", args->json, "print JSON");
                           return std::function<int()>([args] { return run_quantize(*args); });

@@ -64,6 +64,10 @@ class LinearWeights {
   virtual void forward(const float* x, int64_t n_tokens, float* y) const = 0;
   // Writes W as fp32 [out, in] (exact for fp32 weights, the decoded values otherwise).
   virtual void to_f32(float* dst) const = 0;
+  // Writes row r of W (r < out_features) as fp32 [in], the same values to_f32 gives: the
+  // embedding lookup of a model whose tied head is quantized. The default decodes the whole
+  // matrix; every format of the runtime overrides it with a one-row read.
+  virtual void decode_row(int64_t r, float* dst) const;
   // Name of the weight format ("f32", "int4_g128", ...) and bytes of weight storage.
   virtual std::string format_name() const = 0;
   virtual uint64_t storage_bytes() const = 0;
@@ -176,7 +180,9 @@ class Model {
   std::string source_path;     // what was loaded
   std::string source_layout;   // "gguf", "hf" or "llama2c"
   std::vector<SourceTensorInfo> source_tensors;  // as found in the file, for `mpq info`
-  std::shared_ptr<const std::vector<float>> embedding;  // [vocab, dim]
+  // [vocab, dim] fp32; null when the embedding is a quantized tied head (`mpq quantize
+  // --head-format`): rows then come from lm_head (embedding_row).
+  std::shared_ptr<const std::vector<float>> embedding;
   std::vector<DecoderLayer> layers;
   std::vector<float> final_norm;   // [dim]
   Linear lm_head;                  // [vocab, dim]; views `embedding` when tied
@@ -189,6 +195,8 @@ class Model {
 
   // Parameter count: embedding + all layers + norms + head (the head counted only when untied).
   int64_t parameter_count() const;
+  // The embedding of `token` (0 <= token < vocab) into out[dim].
+  void embedding_row(int32_t token, float* out) const;
 
   KVCache make_cache(int capacity) const;
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "kernel/packed_impl.h"
+#include "kernel/threads.h"
 #include "mpq/error.h"
 
 namespace mpq {
@@ -28,6 +29,21 @@ std::unique_ptr<PackedMatrix> pack_matrix(const QuantizedMatrix& q) {
   return pack_fp_matrix(q);
 }
 
+namespace {
+
+// Multiply-adds from which a product is split across the threads (fork costs: kernel/threads.h).
+// In a decode step the weights stream from memory, which one core reads at about half the rate
+// of two (docs/RUNTIME.md), so splitting even a 576 x 576 layer pays when the fork is cheap, not
+// when it costs 8 us plus the wake-up. With sleeping workers: split from ~1M (fp32) /
+// ~4M (int8) multiply-adds, where the kernels' compute (~35 / ~140 multiply-adds per ns) alone
+// pays for it; with spinning workers: from 256K (a 576 x 576 layer at one token and up).
+int64_t min_parallel_work(bool int8_activations) {
+  if (omp_workers_spin()) return int64_t{1} << 18;
+  return int8_activations ? int64_t{1} << 22 : int64_t{1} << 20;
+}
+
+}  // namespace
+
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
                    ActivationMode mode, const int32_t* row_to_output, const Int8Activations* x_int8,
                    Isa isa) {
@@ -39,15 +55,10 @@ void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, floa
   }
   // Row slices, a multiple of 16 rows each (whole cache lines of y for contiguous outputs, and a
   // whole number of any interleaved row block); small products stay on the calling thread,
-  // where waking a second thread costs more than it saves. Measured (docs/RUNTIME.md): an OpenMP
-  // fork/join costs ~8 us with OMP_WAIT_POLICY=PASSIVE (~1 us spinning); the int4 kernels do ~35
-  // multiply-adds/ns with fp32 activations and ~140/ns with int8 ones, so a split pays off from
-  // ~1M (fp32) / ~4M (int8) multiply-adds: at decode (one token) the 576- and 1536-wide layers of
-  // a 135M model stay on one thread; a packed 49152-row head and every prompt batch are split.
+  // where waking a second thread costs more than it saves (min_parallel_work below).
   const int64_t rows = w.rows();
   const int64_t work = n_tokens * rows * w.cols();
-  const int64_t min_parallel_work = int8 ? int64_t{1} << 22 : int64_t{1} << 20;
-  const int threads = work < min_parallel_work ? 1 : omp_get_max_threads();
+  const int threads = work < min_parallel_work(int8) ? 1 : omp_get_max_threads();
   const int64_t slice = ((rows + threads - 1) / threads + 15) / 16 * 16;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int t = 0; t < threads; ++t) {

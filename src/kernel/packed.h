@@ -66,6 +66,9 @@ class PackedMatrix {
   virtual uint64_t bytes() const = 0;
   // Back to the interchange form, exactly (codes, stored scales, zeros, tensor scale).
   virtual QuantizedMatrix unpack() const = 0;
+  // The decoded weights of row r (r < rows()) into out[cols()], as dequantize(unpack()) gives
+  // them; a scalar read of one row, for embedding lookups from a tied quantized head.
+  virtual void decode_row(int64_t r, float* out) const = 0;
 
   // fp32 activations: for t < n_tokens and packed rows r in [row_begin, row_end):
   //   y[t * ldy + out(r)] = Σ_i W[r, i] · x[t * cols + i]

@@ -118,6 +118,8 @@ class PackedFpMatrix final : public PackedMatrix {
     return codes_.size() + scales_.size() * sizeof(float) + stored_nvfp4_scales_.size();
   }
   QuantizedMatrix unpack() const override;
+  // Decoded weights of row r (the scalar reference decode), into `out` [cols].
+  void decode_row(int64_t r, float* out) const override;
   void matmul_f32(Isa isa, const float* x, int64_t n_tokens, float* y, int64_t ldy,
                   int64_t row_begin, int64_t row_end,
                   const int32_t* row_to_output) const override;
@@ -125,8 +127,6 @@ class PackedFpMatrix final : public PackedMatrix {
  private:
   // Code of row r, column k, read from the packed layout.
   uint16_t packed_code(int64_t r, int64_t k) const;
-  // Decoded weights of row r (the scalar reference decode), into `out` [cols].
-  void decode_row(int64_t r, float* out) const;
   void matmul_scalar(const FpMatmulCall& call) const;
 
   WeightFormatId format_;

@@ -294,6 +294,20 @@ QuantizedMatrix PackedIntMatrix::unpack() const {
   return q;
 }
 
+void PackedIntMatrix::decode_row(int64_t r, float* out) const {
+  check_rows(m_, 0, r, r + 1);
+  const WeightFormatTraits& f = weight_format(m_.format);
+  const int64_t group_cols = m_.group_size == 0 ? m_.cols : m_.group_size;
+  const int64_t tile = r / kIntTileRows, lane = r % kIntTileRows;
+  for (int64_t g = 0; g * group_cols < m_.cols; ++g) {
+    GroupParams p;  // as the scalar reference product decodes
+    p.scale = m_.tile_scales(tile, g)[lane];
+    p.zero = m_.tile_zeros(tile, g)[lane] - (1 << (m_.bits - 1));
+    const int64_t end = std::min(m_.cols, (g + 1) * group_cols);
+    for (int64_t c = g * group_cols; c < end; ++c) out[c] = f.decode(f, get_code(m_, r, c), p);
+  }
+}
+
 void PackedIntMatrix::matmul_f32(Isa isa, const float* x, int64_t n_tokens, float* y, int64_t ldy,
                                  int64_t row_begin, int64_t row_end,
                                  const int32_t* row_to_output) const {

@@ -130,6 +130,7 @@ class PackedIntMatrix final : public PackedMatrix {
   int64_t cols() const override { return m_.cols; }
   uint64_t bytes() const override;
   QuantizedMatrix unpack() const override;
+  void decode_row(int64_t r, float* out) const override;
   void matmul_f32(Isa isa, const float* x, int64_t n_tokens, float* y, int64_t ldy,
                   int64_t row_begin, int64_t row_end,
                   const int32_t* row_to_output = nullptr) const override;

@@ -11,6 +11,8 @@
 #include <limits>
 
 #include "mpq/error.h"
+#include "kernel/attention.h"
+#include "kernel/threads.h"
 #include "model/ops.h"
 #include "mpq/model.h"
 
@@ -20,8 +22,39 @@ namespace {
 // Causal attention of one sequence's new tokens against its cache (which already holds their
 // keys/values). q and out are [n_new, q_dim] with row stride q_dim; the cache rows have stride
 // kv_dim. Heads sharing a KV head (GQA) read the same cache columns.
+// The same for a few new tokens (decode): per query row and head, kernel/attention.h over the
+// visible keys. Heads run on all threads when the workers spin (a cheap fork, kernel/threads.h)
+// or the context is long.
+void attend_few(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
+                const float* v_cache, float* out) {
+  const int hd = c.head_dim;
+  const int64_t n_keys = n_past + n_new;
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t kv_dim = c.kv_dim(), q_dim = c.q_dim();
+  const Isa isa = best_isa();
+  const int64_t work = n_new * n_keys * c.n_heads * hd;
+#pragma omp parallel if (c.n_heads > 1 && work > (omp_workers_spin() ? 1 << 14 : 1 << 20))
+  {
+    std::vector<float> scores(n_keys);
+#pragma omp for schedule(static)
+    for (int h = 0; h < c.n_heads; ++h) {
+      const int64_t kv = h / group;
+      for (int64_t i = 0; i < n_new; ++i) {
+        // Query i sits at position n_past + i: it sees keys [oldest, n_past + i].
+        const int64_t visible = n_past + i + 1;
+        const int64_t oldest = c.sliding_window > 0 ? std::max<int64_t>(0, visible - c.sliding_window) : 0;
+        attend_row(isa, q + i * q_dim + h * hd, k_cache + oldest * kv_dim + kv * hd,
+                   v_cache + oldest * kv_dim + kv * hd, kv_dim, visible - oldest, hd, scale, scores.data(),
+                   out + i * q_dim + h * hd);
+      }
+    }
+  }
+}
+
 void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
             const float* v_cache, float* out) {
+  if (n_new <= 4) return attend_few(c, q, n_new, n_past, k_cache, v_cache, out);
   const int hd = c.head_dim;
   const int n_keys = n_past + static_cast<int>(n_new);
   const int group = c.n_heads / c.n_kv_heads;
@@ -96,7 +129,7 @@ std::vector<float> Model::embed(const BatchPlan& plan) const {
   int64_t t = 0;
   for (const SequenceInput& seq : plan.sequences) {
     for (int i = 0; i < seq.n_tokens; ++i, ++t) {
-      std::copy_n(embedding->data() + static_cast<int64_t>(seq.tokens[i]) * dim, dim, &x[t * dim]);
+      embedding_row(seq.tokens[i], &x[t * dim]);
     }
   }
   return x;

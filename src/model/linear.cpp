@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <vector>
+
 #include "format/channel_split.h"
 #include "format/weight_format.h"
 #include "kernel/matmul_f32.h"
@@ -25,6 +28,7 @@ class DenseF32Weights final : public LinearWeights {
     matmul_f32(x, n_tokens, w_->data(), out_, in_, y);
   }
   void to_f32(float* dst) const override { std::copy(w_->begin(), w_->end(), dst); }
+  void decode_row(int64_t r, float* dst) const override { std::copy_n(w_->data() + r * in_, in_, dst); }
   std::string format_name() const override { return "f32"; }
   uint64_t storage_bytes() const override { return w_->size() * sizeof(float); }
 
@@ -46,6 +50,9 @@ class QuantizedWeights final : public LinearWeights {
     matmul_f32(x, n_tokens, decoded_.data(), q_.rows, q_.cols, y);
   }
   void to_f32(float* dst) const override { std::copy(decoded_.begin(), decoded_.end(), dst); }
+  void decode_row(int64_t r, float* dst) const override {
+    std::copy_n(decoded_.data() + r * q_.cols, q_.cols, dst);
+  }
   std::string format_name() const override { return q_.traits().name; }
   uint64_t storage_bytes() const override { return (storage_bits(q_.format, q_.rows, q_.cols) + 7) / 8; }
   std::unique_ptr<QuantizedMatrix> quantized() const override {
@@ -70,6 +77,9 @@ class DecodedSplitWeights final : public LinearWeights {
     matmul_f32(x, n_tokens, decoded_.data(), s_.rows, s_.cols, y);
   }
   void to_f32(float* dst) const override { std::copy(decoded_.begin(), decoded_.end(), dst); }
+  void decode_row(int64_t r, float* dst) const override {
+    std::copy_n(decoded_.data() + r * s_.cols, s_.cols, dst);
+  }
   std::string format_name() const override {
     return std::string(s_.high.traits().name) + "+" + s_.low.traits().name;
   }
@@ -85,6 +95,11 @@ class DecodedSplitWeights final : public LinearWeights {
 
 std::unique_ptr<QuantizedMatrix> LinearWeights::quantized() const { return nullptr; }
 std::unique_ptr<ChannelSplit> LinearWeights::channel_split() const { return nullptr; }
+void LinearWeights::decode_row(int64_t r, float* dst) const {
+  std::vector<float> all(static_cast<size_t>(out_features() * in_features()));
+  to_f32(all.data());
+  std::copy_n(all.data() + r * in_features(), in_features(), dst);
+}
 
 void Linear::apply(const float* x, int64_t n_tokens, float* y) const {
   weights->forward(x, n_tokens, y);

@@ -213,8 +213,17 @@ Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
+void Model::embedding_row(int32_t token, float* out) const {
+  const int64_t dim = config.dim;
+  if (embedding) {
+    std::copy_n(embedding->data() + token * dim, dim, out);
+  } else {
+    lm_head.weights->decode_row(token, out);
+  }
+}
+
 int64_t Model::parameter_count() const {
-  int64_t n = static_cast<int64_t>(embedding->size()) + static_cast<int64_t>(final_norm.size());
+  int64_t n = static_cast<int64_t>(config.vocab_size) * config.dim + static_cast<int64_t>(final_norm.size());
   for (const DecoderLayer& layer : layers) {
     n += layer.attn_norm.size() + layer.ffn_norm.size() + layer.q_norm.size() + layer.k_norm.size();
     for (const Linear& linear : layer.linear) {
@@ -244,8 +253,15 @@ Model load_model(const std::string& path, const LoadOptions& options) {
             [](const SourceTensorInfo& a, const SourceTensorInfo& b) { return natural_less(a.name, b.name); });
   TensorReader reader(ck);
 
-  model.embedding = std::make_shared<const std::vector<float>>(
-      reader.read("model.embed_tokens.weight", {c.vocab_size, c.dim}));
+  std::map<std::string, StoredModule> quantized_modules = quantized_module_formats(ck, path);
+  // A quantized output head (mpq quantize --head-format). When it is tied, the file holds no
+  // separate embedding: the head's decoded rows are the embedding.
+  const auto head_module = quantized_modules.find("lm_head");
+  const bool quantized_head = head_module != quantized_modules.end();
+  if (!(quantized_head && c.tied_embeddings) || reader.has("model.embed_tokens.weight")) {
+    model.embedding = std::make_shared<const std::vector<float>>(
+        reader.read("model.embed_tokens.weight", {c.vocab_size, c.dim}));
+  }
   model.final_norm = reader.read("model.norm.weight", {c.dim});
   if (reader.has("model.rope_freqs")) {
     // GGUF Llama-3 models carry their frequency divisors as a tensor.
@@ -265,7 +281,6 @@ Model load_model(const std::string& path, const LoadOptions& options) {
                                                                     : c.mlp_bias;
     if (has_bias) linear.bias = reader.read(linear.name + ".bias", {out_dims[kind]});
   };
-  std::map<std::string, StoredModule> quantized_modules = quantized_module_formats(ck, path);
   model.layers.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     DecoderLayer& layer = model.layers[l];
@@ -309,7 +324,13 @@ Model load_model(const std::string& path, const LoadOptions& options) {
     }
   }
   model.lm_head.name = "lm_head";
-  if (c.tied_embeddings && !reader.has("lm_head.weight")) {
+  if (quantized_head) {
+    const StoredModule& m = head_module->second;
+    if (m.split) fail(path, "a channel-split output head is not supported");
+    model.lm_head.weights = make_quantized_weights(
+        reader.read_quantized("lm_head", m.format, c.vocab_size, c.dim), options.runtime);
+    quantized_modules.erase(head_module);
+  } else if (c.tied_embeddings && !reader.has("lm_head.weight")) {
     model.lm_head.weights = make_dense_f32_weights(model.embedding, c.vocab_size, c.dim);
   } else {
     auto head = std::make_shared<const std::vector<float>>(reader.read("lm_head.weight", {c.vocab_size, c.dim}));

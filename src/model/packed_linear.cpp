@@ -12,6 +12,8 @@
 // then sgemm) up to fp32 summation order. With int8 activations (integer formats only) the input
 // rows are also quantized, per token and per 128 values, which is a real (small) loss of accuracy;
 // docs/RUNTIME.md reports what it costs.
+#include <algorithm>
+#include <string>
 #include <utility>
 
 #include "format/channel_split.h"
@@ -41,6 +43,7 @@ class PackedWeights final : public LinearWeights {
     packed_matmul(*w_, x, n_tokens, y, w_->rows(), mode_);
   }
   void to_f32(float* dst) const override { dequantize(w_->unpack(), dst); }
+  void decode_row(int64_t r, float* dst) const override { w_->decode_row(r, dst); }
   std::string format_name() const override { return weight_format(w_->format()).name; }
   // The format's exact storage (what a file holds), not the resident packed bytes, so that a
   // model reports the same size whichever runtime runs it; PackedMatrix::bytes() adds padding
@@ -89,6 +92,14 @@ class PackedSplitWeights final : public LinearWeights {
   }
 
   void to_f32(float* dst) const override { dequantize(unpack(), dst); }
+  void decode_row(int64_t r, float* dst) const override {
+    // The row's set, and its index there (both sets' rows are ascending).
+    for (const Part* p : {&high_, &low_}) {
+      const auto it = std::lower_bound(p->rows.begin(), p->rows.end(), static_cast<int32_t>(r));
+      if (it != p->rows.end() && *it == r) return p->w->decode_row(it - p->rows.begin(), dst);
+    }
+    fail("channel split", "row " + std::to_string(r) + " out of range");
+  }
   std::string format_name() const override {
     return std::string(weight_format(high_.format).name) + "+" + weight_format(low_.format).name;
   }

@@ -53,6 +53,20 @@ Scheme parse_scheme(const std::string& text, const std::string& where) {
   return s;
 }
 
+void quantize_output_head(Model& model, WeightFormatId format, QuantizeReport& report) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig& c = model.config;
+  std::vector<float> w(static_cast<size_t>(c.vocab_size) * c.dim);
+  model.lm_head.weights->to_f32(w.data());
+  model.lm_head.weights = make_quantized_weights(quantize_rtn(format, w.data(), c.vocab_size, c.dim));
+  if (c.tied_embeddings) model.embedding = nullptr;  // rows now come from the quantized head
+  ModuleReport m;
+  m.format = weight_format(format).name;
+  m.quantizer = quantizer_name(Quantizer::Rtn);
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report.modules["lm_head"] = m;
+}
+
 nlohmann::json QuantizeReport::to_json() const {
   nlohmann::json modules_json = nlohmann::json::object();
   for (const auto& [name, m] : modules) {

@@ -86,6 +86,14 @@ QuantizeReport quantize_model(
     Model& model, const std::function<ModuleChoice(const std::string&, int, LinearKind)>& choose,
     const QuantizeOptions& options);
 
+// Quantizes the output head with RTN into `format` (mpq quantize --head-format), in place, and
+// records it in report.modules["lm_head"] (bits_per_weight stays over the decoder's Linear
+// weights). A tied head stays tied: the quantized matrix is the head and, decoded row by row, the
+// embedding (model.embedding becomes null), as llama.cpp's quantized token_embd serves both.
+// Why RTN: the head's input statistics would need the whole model run; per-row formats on a
+// 49152 x 576 head are what llama.cpp ships (Q6_K/Q8_0 output tensors) without calibration.
+void quantize_output_head(Model& model, WeightFormatId format, QuantizeReport& report);
+
 // Writes `model` (quantized or not) to `out_dir`: config.json with quantization_config,
 // model.safetensors, the tokenizer (tokenizer.gguf; plus tokenizer.json copied from a Hugging
 // Face source), and mpq_report.json. The directory is built under "<out_dir>.tmp" and renamed

@@ -81,9 +81,13 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
   if (ec) fail(tmp, "cannot create directory: " + ec.message());
 
   SafetensorsWriter st;
-  add_matrix(st, "model.embed_tokens.weight", *model.embedding, {c.vocab_size, c.dim}, embedding_dtype);
+  // A tied quantized head is the embedding too (model.embedding is null): no separate copy.
+  if (model.embedding) {
+    add_matrix(st, "model.embed_tokens.weight", *model.embedding, {c.vocab_size, c.dim}, embedding_dtype);
+  }
   add_f32(st, "model.norm.weight", model.final_norm, {c.dim});
-  if (!c.tied_embeddings) {
+  const std::unique_ptr<QuantizedMatrix> quantized_head = model.lm_head.weights->quantized();
+  if (!c.tied_embeddings && !quantized_head) {
     std::vector<float> head(static_cast<size_t>(c.vocab_size) * c.dim);
     model.lm_head.weights->to_f32(head.data());
     add_matrix(st, "lm_head.weight", head, {c.vocab_size, c.dim}, embedding_dtype);
@@ -142,13 +146,23 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
       mpq_modules[linear.name] = {{"format", q->traits().name}, {"quantizer", quantizer_of()}};
     }
   }
+  if (quantized_head) {  // mpq quantize --head-format
+    for (const StoredTensor& t : encode_module("lm_head", *quantized_head)) {
+      st.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
+    }
+    modules_by_format[quantized_head->traits().name].push_back("lm_head");
+    const auto it = report.modules.find("lm_head");
+    mpq_modules["lm_head"] = {{"format", quantized_head->traits().name},
+                              {"quantizer", it == report.modules.end() ? std::string() : it->second.quantizer}};
+  }
   st.set_metadata("format", "pt");
   st.write(tmp + "/model.safetensors");
 
   nlohmann::json config = hf_config(c);
   if (!modules_by_format.empty() || !split_modules.empty()) {
     nlohmann::json groups = nlohmann::json::object();
-    nlohmann::json ignore = nlohmann::json::array({"lm_head"});
+    nlohmann::json ignore = nlohmann::json::array();
+    if (!quantized_head) ignore.push_back("lm_head");
     // Channel-split modules have no compressed-tensors scheme: only mpq reads them.
     for (const auto& m : split_modules) ignore.push_back(m);
     std::string format_name;
