@@ -55,6 +55,16 @@ SynthModel make_model(const Spec& s) {
       add(p + "self_attn.q_norm.weight", {s.head_dim}, 1.f);
       add(p + "self_attn.k_norm.weight", {s.head_dim}, 1.f);
     }
+    if (s.experts > 0) {
+      add(p + "mlp.gate.weight", {s.experts, s.dim});
+      for (int e = 0; e < s.experts; ++e) {
+        const std::string ep = p + "mlp.experts." + std::to_string(e) + ".";
+        add(ep + "gate_proj.weight", {s.ffn, s.dim});
+        add(ep + "up_proj.weight", {s.ffn, s.dim});
+        add(ep + "down_proj.weight", {s.dim, s.ffn});
+      }
+      continue;
+    }
     add(p + "mlp.gate_proj.weight", {s.ffn, s.dim});
     add(p + "mlp.up_proj.weight", {s.ffn, s.dim});
     add(p + "mlp.down_proj.weight", {s.dim, s.ffn});
@@ -84,6 +94,14 @@ SynthModel make_model(const Spec& s) {
   if (s.attention_bias) m.config["attention_bias"] = true;
   if (s.mlp_bias) m.config["mlp_bias"] = true;
   if (s.sliding_window > 0) m.config["sliding_window"] = s.sliding_window;
+  if (s.experts > 0) {
+    m.config[s.model_type == "mixtral" ? "num_local_experts" : "num_experts"] = s.experts;
+    m.config["num_experts_per_tok"] = s.experts_per_token;
+    if (s.model_type == "qwen3_moe") {
+      m.config["moe_intermediate_size"] = s.ffn;
+      m.config["norm_topk_prob"] = s.norm_topk_prob;
+    }
+  }
   return m;
 }
 

@@ -1,6 +1,7 @@
 // Synthetic Hugging Face checkpoints for tests: a config.json and a model.safetensors of seeded
 // random weights under the HF tensor names of the Llama family (llama, mistral, qwen2 with q/k/v
-// biases, qwen3 with per-head q/k norms), in F32 or BF16. Tests can edit the config and the
+// biases, qwen3 with per-head q/k norms; mixtral and qwen3_moe with a router "mlp.gate" and
+// experts "mlp.experts.E.*_proj" of width `ffn`), in F32 or BF16. Tests can edit the config and the
 // tensor map before writing, to make malformed checkpoints.
 #pragma once
 
@@ -28,11 +29,14 @@ struct Spec {
   bool attention_bias = false;  // llama "attention_bias": biases on q/k/v/o
   bool mlp_bias = false;        // llama "mlp_bias": biases on gate/up/down
   int sliding_window = 0;       // mistral "sliding_window" (0: none written)
+  int experts = 0;              // MoE (model_type mixtral or qwen3_moe): experts per layer
+  int experts_per_token = 0;    // MoE: num_experts_per_tok
+  bool norm_topk_prob = true;   // qwen3_moe's norm_topk_prob (mixtral always renormalizes)
   DType dtype = DType::F32;  // storage type of every tensor: F32 or BF16
   uint32_t seed = 1;
 
   bool qkv_bias() const { return model_type == "qwen2" || attention_bias; }
-  bool qk_norm() const { return model_type == "qwen3"; }
+  bool qk_norm() const { return model_type == "qwen3" || model_type == "qwen3_moe"; }
   int q_dim() const { return heads * head_dim; }
   int kv_dim() const { return kv_heads * head_dim; }
 };

@@ -128,9 +128,21 @@ int run_analyze(const AnalyzeArgs& args) {
       std::fprintf(stderr, "[analyze] %s: %.1f s\n", method.c_str(), seconds);
     }
   }
+  // MoE: the calibration report of experts the router never chose (also in the file).
+  const std::vector<std::string> unused = experts_without_tokens(result);
+  if (!unused.empty()) {
+    std::fprintf(stderr, "[analyze] warning: %zu experts received no calibration tokens (no statistics, no costs):",
+                 unused.size());
+    for (const std::string& name : unused) std::fprintf(stderr, " %s", name.c_str());
+    std::fprintf(stderr, "\n[analyze] more or longer calibration samples (--calib-samples, --calib-len) reach more experts\n");
+  }
   const std::string bin = sensitivity_sidecar_path(args.out);
   if (args.json) {
-    print_json({{"out", args.out}, {"sidecar", bin}, {"tensors", result.tensors.size()}, {"seconds", result.seconds}});
+    print_json({{"out", args.out},
+                {"sidecar", bin},
+                {"tensors", result.tensors.size()},
+                {"experts_without_tokens", unused},
+                {"seconds", result.seconds}});
   } else {
     std::printf("%s (+ %s): %zu tensors, %zu formats, methods %s, %.1f s\n", args.out.c_str(), bin.c_str(),
                 result.tensors.size(), result.formats.size(), args.methods.c_str(), result.seconds);

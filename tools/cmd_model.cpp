@@ -48,12 +48,14 @@ int run_info(const InfoArgs& args) {
   j["tensors"] = tensors;
   // Weight format of the decoder's Linear layers (f32 for dense weights), with counts and bytes.
   std::map<std::string, std::pair<int, uint64_t>> formats;
-  for (const DecoderLayer& layer : model.layers) {
-    for (const Linear& linear : layer.linear) {
-      auto& entry = formats[linear.weights->format_name()];
-      entry.first++;
-      entry.second += linear.weights->storage_bytes();
-    }
+  for (const Linear* linear : model.linears()) {
+    auto& entry = formats[linear->weights->format_name()];
+    entry.first++;
+    entry.second += linear->weights->storage_bytes();
+  }
+  if (c.is_moe()) {
+    j["n_experts"] = c.n_experts;
+    j["n_experts_per_token"] = c.n_experts_per_token;
   }
   nlohmann::json formats_json = nlohmann::json::object();
   std::string formats_text;

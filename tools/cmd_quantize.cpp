@@ -46,6 +46,7 @@ int run_quantize(const QuantizeArgs& args) {
     }
   }
   Model model = load_model_from_args(args.model);
+  model.require_dense("quantize");
   std::function<ModuleChoice(const std::string&, int, LinearKind)> choose =
       [&](const std::string&, int, LinearKind) { return ModuleChoice::whole(scheme.format, scheme.quantizer); };
   bool needs_calibration = scheme.quantizer == Quantizer::Gptq || scheme.quantizer == Quantizer::RtnClip;

@@ -40,6 +40,13 @@ struct ModelConfig {
   bool mlp_bias = false;         // gate/up/down have biases (llama mlp_bias)
   int sliding_window = 0;        // attend to at most this many latest positions (0: no limit)
   bool qk_norm = false;          // per-head RMSNorm on q and k before RoPE (qwen3)
+  // Mixture of experts (mixtral, qwen3_moe): every layer's MLP is n_experts SwiGLU experts of
+  // width ffn_dim, of which a router picks n_experts_per_token per token. 0: a dense MLP.
+  int n_experts = 0;
+  int n_experts_per_token = 0;
+  bool norm_topk_prob = false;   // renormalize the chosen experts' softmax weights to sum to 1
+
+  bool is_moe() const { return n_experts > 0; }
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
@@ -116,17 +123,36 @@ struct ForwardHooks {
   // q/k/v share one input, and gate/up share one input; the hook is called once for each kind.
   virtual void on_linear_input(int layer, LinearKind kind, const float* x, int64_t n_tokens,
                                int64_t in_features) {}
+  // MoE layers: how many of the batch's tokens the router sent to each expert (counts has
+  // n_experts entries; zeros included), once per layer and batch.
+  virtual void on_routing(int layer, const int64_t* counts, int n_experts) {}
+  // MoE layers: the input of expert `expert`'s gate/up (kind Gate, called once for both) or down
+  // projection (kind Down), over the rows of the tokens routed to it (n_tokens may be 0: not
+  // called then).
+  virtual void on_expert_input(int layer, int expert, LinearKind kind, const float* x, int64_t n_tokens,
+                               int64_t in_features) {}
 };
 
 // ---------------------------------------------------------------------------------------------
 // Weights
+
+// One expert of a MoE layer: a SwiGLU MLP of width ffn_dim.
+struct Expert {
+  Linear gate;  // [ffn_dim, dim]  "model.layers.L.mlp.experts.E.gate_proj"
+  Linear up;    // [ffn_dim, dim]
+  Linear down;  // [dim, ffn_dim]
+};
 
 struct DecoderLayer {
   std::vector<float> attn_norm;    // [dim] RMSNorm before attention
   std::vector<float> ffn_norm;     // [dim] RMSNorm before the MLP
   std::vector<float> q_norm;       // [head_dim] (qwen3) or empty
   std::vector<float> k_norm;       // [head_dim] (qwen3) or empty
-  Linear linear[kLinearKinds];     // indexed by LinearKind
+  // Indexed by LinearKind. In a MoE layer gate/up/down are unused (null weights, empty names):
+  // the MLP is `experts`, chosen per token by `router`.
+  Linear linear[kLinearKinds];
+  std::vector<float> router;       // MoE: [n_experts, dim] fp32 router ("mlp.gate"); else empty
+  std::vector<Expert> experts;     // MoE: n_experts experts; else empty
 
   Linear& at(LinearKind kind) { return linear[static_cast<int>(kind)]; }
   const Linear& at(LinearKind kind) const { return linear[static_cast<int>(kind)]; }
@@ -195,6 +221,12 @@ class Model {
 
   // Parameter count: embedding + all layers + norms + head (the head counted only when untied).
   int64_t parameter_count() const;
+  // Every Linear layer of the decoder in order: per layer the dense kinds it has, then (MoE) each
+  // expert's gate, up, down. The output head is not included.
+  std::vector<const Linear*> linears() const;
+  // Throws mpq::Error naming `what` for a mixture-of-experts model: the steps that do not handle
+  // experts yet (quantizing, writing, gradients) call it first.
+  void require_dense(const std::string& what) const;
   // The embedding of `token` (0 <= token < vocab) into out[dim].
   void embedding_row(int32_t token, float* out) const;
 

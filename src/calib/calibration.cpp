@@ -139,6 +139,14 @@ struct StatsHook final : ForwardHooks {
       default: break;  // K, V, Up: same input as Q or Gate
     }
   }
+  void on_routing(int, const int64_t* counts, int n_experts) override {
+    stats->experts.resize(n_experts);
+    for (int e = 0; e < n_experts; ++e) stats->experts[e].tokens += counts[e];
+  }
+  void on_expert_input(int, int expert, LinearKind kind, const float* x, int64_t n, int64_t width) override {
+    ExpertStats& s = stats->experts.at(expert);
+    (kind == LinearKind::Down ? s.down : s.mlp).accumulate(x, n, width);
+  }
 };
 
 }  // namespace

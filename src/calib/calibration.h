@@ -60,12 +60,20 @@ struct InputStats {
   std::vector<float> mean_square() const;
 };
 
+// Statistics of one expert of a MoE layer, over the tokens routed to it.
+struct ExpertStats {
+  int64_t tokens = 0;  // calibration tokens the router sent to this expert (0: none, stats empty)
+  InputStats mlp;      // input of its gate_proj, up_proj
+  InputStats down;     // input of its down_proj
+};
+
 // Statistics of one decoder layer. q/k/v share one input, gate/up share one input.
 struct LayerStats {
   InputStats qkv;   // input of q_proj, k_proj, v_proj
   InputStats o;     // input of o_proj
-  InputStats mlp;   // input of gate_proj, up_proj
-  InputStats down;  // input of down_proj
+  InputStats mlp;   // input of gate_proj, up_proj (dense MLP layers)
+  InputStats down;  // input of down_proj (dense MLP layers)
+  std::vector<ExpertStats> experts;  // MoE layers: per expert (n_experts entries); else empty
   const InputStats& of(LinearKind kind) const;
 };
 

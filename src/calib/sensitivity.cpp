@@ -168,18 +168,46 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
   r.methods = options.methods;
   r.formats = options.formats.empty() ? default_sensitivity_formats() : options.formats;
   const int n_layers = model.config.n_layers;
+  const bool moe = model.config.is_moe();
+  if (moe && (options.methods.fisher || options.methods.channels || options.methods.kld || options.methods.shapley)) {
+    fail("analyze", "a mixture-of-experts model (" + std::to_string(model.config.n_experts) +
+                        " experts per layer) supports --methods output only so far: fisher and channels need "
+                        "gradients through the router, kld and shapley quantize experts, which mpq cannot yet");
+  }
+  // The tensors, and per layer which of them (indices into r.tensors) with their Linear.
+  std::vector<const Linear*> linears;
+  std::vector<std::vector<int>> layer_tensors(n_layers);
+  auto add_tensor = [&](int l, LinearKind kind, int expert, const Linear& lin) {
+    TensorSensitivity t;
+    t.layer = l;
+    t.kind = kind;
+    t.expert = expert;
+    t.name = lin.name;
+    t.rows = lin.weights->out_features();
+    t.cols = lin.weights->in_features();
+    layer_tensors[l].push_back(static_cast<int>(r.tensors.size()));
+    r.tensors.push_back(std::move(t));
+    linears.push_back(&lin);
+  };
   for (int l = 0; l < n_layers; ++l) {
+    const DecoderLayer& layer = model.layers[l];
     for (int k = 0; k < kLinearKinds; ++k) {
-      const Linear& lin = model.layers[l].linear[k];
-      TensorSensitivity t;
-      t.layer = l;
-      t.kind = static_cast<LinearKind>(k);
-      t.name = lin.name;
-      t.rows = lin.weights->out_features();
-      t.cols = lin.weights->in_features();
-      r.tensors.push_back(std::move(t));
+      if (moe && k >= static_cast<int>(LinearKind::Gate)) break;  // the experts below
+      add_tensor(l, static_cast<LinearKind>(k), -1, layer.linear[k]);
+    }
+    for (int e = 0; e < static_cast<int>(layer.experts.size()); ++e) {
+      add_tensor(l, LinearKind::Gate, e, layer.experts[e].gate);
+      add_tensor(l, LinearKind::Up, e, layer.experts[e].up);
+      add_tensor(l, LinearKind::Down, e, layer.experts[e].down);
     }
   }
+  // Statistics of a tensor's input: its expert's for an expert tensor.
+  auto stats_of = [](const TensorSensitivity& t, const LayerStats& s) -> const InputStats& {
+    if (t.expert < 0) return s.of(t.kind);
+    const ExpertStats& e = s.experts.at(t.expert);
+    return t.kind == LinearKind::Down ? e.down : e.mlp;
+  };
+  // Dense models only (phase 1): tensor (l, k) sits at l * kLinearKinds + k.
   auto tensor = [&](int l, int k) -> TensorSensitivity& { return r.tensors[l * kLinearKinds + k]; };
 
   // Phase 1: per-sample gradients (fisher, channels).
@@ -234,34 +262,48 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
   const bool per_format = options.methods.fisher || options.methods.output;
   Progress prog2(options.progress && per_format, "formats, layer", n_layers);
   auto process = [&](int l, const LayerStats* stats) {
-    std::vector<std::vector<float>> w(kLinearKinds);
-    for (int k = 0; k < kLinearKinds; ++k) {
-      w[k] = weights_f32(model.layers[l].linear[k]);
-      if (options.methods.fisher) tensor(l, k).fisher.assign(n_formats, 0.0);
-      if (options.methods.output) tensor(l, k).output.assign(n_formats, 0.0);
+    const std::vector<int>& ids = layer_tensors[l];
+    const int n_tensors = static_cast<int>(ids.size());
+    std::vector<std::vector<float>> w(n_tensors);
+    if (moe && stats != nullptr) {
+      r.expert_tokens.emplace_back();
+      for (const ExpertStats& e : stats->experts) r.expert_tokens.back().push_back(e.tokens);
+      r.expert_tokens.back().resize(model.config.n_experts, 0);  // a layer no token reached
     }
-    const int tasks = kLinearKinds * n_formats;
+    std::vector<char> measured(n_tensors, 1);  // 0: an expert without calibration tokens
+    for (int i = 0; i < n_tensors; ++i) {
+      TensorSensitivity& t = r.tensors[ids[i]];
+      if (t.expert >= 0) {
+        t.expert_tokens = r.expert_tokens.back()[t.expert];
+        measured[i] = t.expert_tokens > 0;
+      }
+      if (!measured[i]) continue;  // no evidence: no costs (listed in the routing report)
+      w[i] = weights_f32(*linears[ids[i]]);
+      if (options.methods.fisher) t.fisher.assign(n_formats, 0.0);
+      if (options.methods.output) t.output.assign(n_formats, 0.0);
+    }
+    const int tasks = n_tensors * n_formats;
     std::exception_ptr error;
     std::mutex error_mutex;
     // Each task is independent and writes its own slots; inner BLAS/OpenMP runs single-threaded.
 #pragma omp parallel for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       try {
-        const int k = task / n_formats, fi = task % n_formats;
-        TensorSensitivity& t = tensor(l, k);
-        const std::vector<float> w_hat = rtn_dequantized(r.formats[fi], w[k], t.rows, t.cols);
+        const int i = task / n_formats, fi = task % n_formats;
+        if (!measured[i]) continue;
+        TensorSensitivity& t = r.tensors[ids[i]];
+        const std::vector<float> w_hat = rtn_dequantized(r.formats[fi], w[i], t.rows, t.cols);
         if (options.methods.fisher) {
-          const std::vector<float>& g2 = sink.slots[l][k].g2;
+          const std::vector<float>& g2 = sink.slots[l][static_cast<int>(t.kind)].g2;
           double sum = 0.0;  // serial, fixed order
-          for (size_t i = 0; i < w_hat.size(); ++i) {
-            const double d = static_cast<double>(w_hat[i]) - w[k][i];
-            sum += static_cast<double>(g2[i]) * d * d;
+          for (size_t j = 0; j < w_hat.size(); ++j) {
+            const double d = static_cast<double>(w_hat[j]) - w[i][j];
+            sum += static_cast<double>(g2[j]) * d * d;
           }
           t.fisher[fi] = 0.5 * sum;
         }
         if (options.methods.output) {
-          t.output[fi] = layer_output_error(w[k].data(), w_hat.data(), t.rows, t.cols,
-                                            stats->of(static_cast<LinearKind>(k)).xtx);
+          t.output[fi] = layer_output_error(w[i].data(), w_hat.data(), t.rows, t.cols, stats_of(t, *stats).xtx);
         }
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mutex);
@@ -297,6 +339,18 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+std::vector<std::string> experts_without_tokens(const SensitivityResult& result) {
+  std::vector<std::string> out;
+  for (size_t l = 0; l < result.expert_tokens.size(); ++l) {
+    for (size_t e = 0; e < result.expert_tokens[l].size(); ++e) {
+      if (result.expert_tokens[l][e] == 0) {
+        out.push_back("model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e));
+      }
+    }
+  }
+  return out;
 }
 
 nlohmann::json channel_summary(const SensitivityResult& result, double top_fraction) {

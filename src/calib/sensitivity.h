@@ -84,6 +84,8 @@ struct SensitivityOptions {
 struct TensorSensitivity {
   int layer = 0;
   LinearKind kind = LinearKind::Q;
+  int expert = -1;           // MoE: the expert of a gate/up/down tensor; -1 otherwise
+  int64_t expert_tokens = -1;  // MoE experts: calibration tokens routed to it; -1 otherwise
   std::string name;          // HF module name ("model.layers.0.self_attn.q_proj")
   int64_t rows = 0, cols = 0;  // out_features, in_features
   std::vector<double> fisher;  // per format of SensitivityResult::formats; empty if not computed
@@ -105,7 +107,10 @@ struct ShapleyResult {
 struct SensitivityResult {
   SensitivityMethods methods;
   std::vector<WeightFormatId> formats;
-  std::vector<TensorSensitivity> tensors;  // layer-major, LinearKind order
+  std::vector<TensorSensitivity> tensors;  // layer-major, LinearKind order (MoE: q/k/v/o, then
+                                           // each expert's gate/up/down)
+  // MoE: calibration tokens per layer and expert (the routing report); empty for dense models.
+  std::vector<std::vector<int64_t>> expert_tokens;
   int64_t grad_sequences = 0;              // sequences through the backward pass
   double grad_loss_mean = 0;               // mean of their mean losses
   int64_t calib_rows = 0;                  // token rows behind each H (output method)
@@ -125,6 +130,10 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
 // The channel summary of the file: global top-`top_fraction` threshold (the k = ceil(f·N)
 // largest saliences over all channels, ties broken by position), and per projection kind and
 // per layer the number of channels, how many are in the top set and their share.
+// MoE: "model.layers.L.mlp.experts.E" of every expert that received no calibration token, in
+// layer and expert order (empty for dense models).
+std::vector<std::string> experts_without_tokens(const SensitivityResult& result);
+
 nlohmann::json channel_summary(const SensitivityResult& result, double top_fraction = 0.1);
 
 }  // namespace mpq

@@ -159,6 +159,12 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
                       {"seq_len", calibration.seq_len},
                       {"seed", calibration.seed},
                       {"micro_batch", calibration.micro_batch}};
+  if (!result.expert_tokens.empty()) {
+    // MoE routing report: tokens per layer and expert, and the experts no calibration token
+    // reached (their statistics are empty and their tensors carry no costs).
+    j["calibration"]["expert_tokens"] = result.expert_tokens;
+    j["calibration"]["experts_without_tokens"] = experts_without_tokens(result);
+  }
   j["methods"] = result.methods.names();
   json formats = json::array();
   for (WeightFormatId f : result.formats) formats.push_back(weight_format(f).name);
@@ -181,6 +187,10 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
               {"kind", linear_kind_name(ts.kind)},
               {"rows", ts.rows},
               {"cols", ts.cols}};
+    if (ts.expert >= 0) {
+      e["expert"] = ts.expert;
+      e["expert_tokens"] = ts.expert_tokens;
+    }
     json bpw = json::object(), fisher = json::object(), output = json::object(), kld = json::object();
     for (size_t f = 0; f < result.formats.size(); ++f) {
       const std::string name = weight_format(result.formats[f]).name;

@@ -28,12 +28,21 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // Storage bytes of the Linear weights one decode step reads in full: every decoder linear and the
 // output head. The embedding is not counted: a step reads one of its rows (a tied head still
-// counts, as the head reads the whole matrix).
+// counts, as the head reads the whole matrix). In a MoE layer a token reads the router and
+// n_experts_per_token of the n_experts experts: that fraction of the experts' bytes.
 uint64_t weight_bytes_per_token(const Model& model) {
-  uint64_t bytes = model.lm_head.weights->storage_bytes();
+  const ModelConfig& c = model.config;
+  uint64_t bytes = model.lm_head.weights->storage_bytes(), expert_bytes = 0;
   for (const DecoderLayer& layer : model.layers) {
-    for (const Linear& linear : layer.linear) bytes += linear.weights->storage_bytes();
+    for (const Linear& linear : layer.linear) {
+      if (linear.weights) bytes += linear.weights->storage_bytes();
+    }
+    bytes += layer.router.size() * sizeof(float);
+    for (const Expert& e : layer.experts) {
+      for (const Linear* lin : {&e.gate, &e.up, &e.down}) expert_bytes += lin->weights->storage_bytes();
+    }
   }
+  if (c.is_moe()) bytes += expert_bytes * c.n_experts_per_token / c.n_experts;
   return bytes;
 }
 

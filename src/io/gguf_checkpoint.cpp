@@ -77,6 +77,11 @@ Checkpoint open_gguf_checkpoint(const std::string& path) {
 
   const std::string arch = gguf->get_string("general.architecture");
   const std::string p = arch + ".";
+  if (gguf->get_int(p + "expert_count", 0) > 0) {
+    // GGUF stacks the experts of a layer into one 3-D tensor (ffn_gate_exps, ...); mpq reads MoE
+    // models from Hugging Face directories only.
+    fail(path, "mixture-of-experts GGUF files are not supported (use the Hugging Face checkpoint)");
+  }
   nlohmann::json& c = ck.config;
   c["model_type"] = arch;
   c["hidden_size"] = gguf->get_int(p + "embedding_length");

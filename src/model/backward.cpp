@@ -392,6 +392,7 @@ double cross_entropy(const float* logits, const int32_t* targets, int64_t rows, 
 // Driver
 
 LinearGradients LinearGradients::zeros(const Model& model) {
+  model.require_dense("gradients");
   LinearGradients g;
   g.w.resize(model.layers.size());
   for (size_t l = 0; l < model.layers.size(); ++l) {
@@ -418,6 +419,7 @@ void weight_gradient(const float* x, const float* dy, int64_t n, int64_t in, int
 
 double accumulate_linear_gradients(const Model& model, std::span<const int32_t> tokens,
                                    LinearGradients& grads, const GradientOptions& options) {
+  model.require_dense("gradients");
   const ModelConfig& c = model.config;
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n < 2) fail("gradients", "need at least 2 tokens, got " + std::to_string(n));

@@ -22,6 +22,9 @@ constexpr ArchRow kArchTable[] = {
     {"mistral", "llama", false, false},
     {"qwen2", "qwen2", true, false},
     {"qwen3", "qwen3", false, true},
+    // Mixture-of-experts MLPs (every layer): Mixtral is llama with experts; Qwen3-MoE is qwen3.
+    {"mixtral", "llama", false, false},
+    {"qwen3_moe", "qwen3", false, true},
 };
 
 std::string supported_list() {
@@ -139,6 +142,28 @@ ModelConfig parse_config(const json& config, const std::string& where) {
   const bool window_applies = model_type == "mistral" || get_bool(config, "use_sliding_window", false, where);
   if (window_applies && has_value(config, "sliding_window")) {
     c.sliding_window = get_positive_int(config, "sliding_window", where);
+  }
+  // Mixture of experts: Mixtral says num_local_experts, Qwen3-MoE num_experts (and the expert
+  // width moe_intermediate_size). Mixtral always renormalizes the top-k routing weights.
+  const char* experts_key = model_type == "mixtral" ? "num_local_experts" : "num_experts";
+  if (model_type == "mixtral" || model_type == "qwen3_moe") {
+    c.n_experts = get_positive_int(config, experts_key, where);
+    c.n_experts_per_token = get_positive_int(config, "num_experts_per_tok", where);
+    if (c.n_experts_per_token > c.n_experts) {
+      fail(where, "num_experts_per_tok (" + std::to_string(c.n_experts_per_token) + ") exceeds " + experts_key +
+                      " (" + std::to_string(c.n_experts) + ")");
+    }
+    if (model_type == "qwen3_moe") {
+      if (has_value(config, "moe_intermediate_size")) c.ffn_dim = get_positive_int(config, "moe_intermediate_size", where);
+      c.norm_topk_prob = get_bool(config, "norm_topk_prob", false, where);
+      // Dense MLP layers inside a MoE model (mlp_only_layers, decoder_sparse_step > 1).
+      const auto only = config.find("mlp_only_layers");
+      const bool dense_layers = (only != config.end() && only->is_array() && !only->empty()) ||
+                                get_number(config, "decoder_sparse_step", 1, where) != 1;
+      if (dense_layers) fail(where, "MoE models with dense MLP layers (mlp_only_layers / decoder_sparse_step) are not supported");
+    } else {
+      c.norm_topk_prob = true;
+    }
   }
   if (c.n_heads % c.n_kv_heads != 0) {
     fail(where, "num_attention_heads (" + std::to_string(c.n_heads) +

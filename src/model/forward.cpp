@@ -13,6 +13,7 @@
 #include "mpq/error.h"
 #include "kernel/attention.h"
 #include "kernel/threads.h"
+#include "model/moe.h"
 #include "model/ops.h"
 #include "mpq/model.h"
 
@@ -139,9 +140,10 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   const ModelConfig& c = config;
   const DecoderLayer& layer = layers[l];
   const int64_t n_tokens = plan.n_tokens;
+  const int64_t dense_ffn = c.is_moe() ? 0 : c.ffn_dim;  // MoE experts have their own buffers
   std::vector<float> xn(n_tokens * c.dim), q(n_tokens * c.q_dim()), k(n_tokens * c.kv_dim()),
       v(n_tokens * c.kv_dim()), att(n_tokens * c.q_dim()), proj(n_tokens * c.dim),
-      gate(n_tokens * c.ffn_dim), up(n_tokens * c.ffn_dim);
+      gate(n_tokens * dense_ffn), up(n_tokens * dense_ffn);
   auto hook = [&](LinearKind kind, const float* input, int64_t width) {
     if (hooks != nullptr) hooks->on_linear_input(l, kind, input, n_tokens, width);
   };
@@ -176,8 +178,9 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   layer.at(LinearKind::O).apply(att.data(), n_tokens, proj.data());
   for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
 
-  // --- SwiGLU MLP
+  // --- SwiGLU MLP (or the experts of a MoE layer)
   ops::rms_norm(x, layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
+  if (c.is_moe()) return moe_mlp(c, layer, l, xn.data(), n_tokens, x, hooks);
   for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(kind, xn.data(), c.dim);
   layer.at(LinearKind::Gate).apply(xn.data(), n_tokens, gate.data());
   layer.at(LinearKind::Up).apply(xn.data(), n_tokens, up.data());

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "io/checkpoint.h"
 #include "io/compressed_tensors.h"
@@ -213,6 +214,24 @@ Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
+std::vector<const Linear*> Model::linears() const {
+  std::vector<const Linear*> out;
+  for (const DecoderLayer& layer : layers) {
+    for (const Linear& linear : layer.linear) {
+      if (linear.weights) out.push_back(&linear);
+    }
+    for (const Expert& e : layer.experts) out.insert(out.end(), {&e.gate, &e.up, &e.down});
+  }
+  return out;
+}
+
+void Model::require_dense(const std::string& what) const {
+  if (!config.is_moe()) return;
+  fail(what, "mixture-of-experts models (" + std::to_string(config.n_experts) +
+                 " experts per layer) are not supported by this step yet: mpq runs, evaluates and "
+                 "analyses them (analyze --methods output), but does not quantize experts");
+}
+
 void Model::embedding_row(int32_t token, float* out) const {
   const int64_t dim = config.dim;
   if (embedding) {
@@ -227,7 +246,12 @@ int64_t Model::parameter_count() const {
   for (const DecoderLayer& layer : layers) {
     n += layer.attn_norm.size() + layer.ffn_norm.size() + layer.q_norm.size() + layer.k_norm.size();
     for (const Linear& linear : layer.linear) {
+      if (!linear.weights) continue;  // a MoE layer's unused dense MLP slots
       n += linear.weights->out_features() * linear.weights->in_features() + linear.bias.size();
+    }
+    n += layer.router.size();
+    for (const Expert& e : layer.experts) {
+      for (const Linear* lin : {&e.gate, &e.up, &e.down}) n += lin->weights->out_features() * lin->weights->in_features();
     }
   }
   if (!config.tied_embeddings) n += lm_head.weights->out_features() * lm_head.weights->in_features();
@@ -291,7 +315,24 @@ Model load_model(const std::string& path, const LoadOptions& options) {
       layer.q_norm = reader.read(base + "self_attn.q_norm.weight", {c.head_dim});
       layer.k_norm = reader.read(base + "self_attn.k_norm.weight", {c.head_dim});
     }
+    if (c.is_moe()) {
+      // Router and experts, fp32 (mpq does not quantize MoE models yet).
+      layer.router = reader.read(base + "mlp.gate.weight", {c.n_experts, c.dim});
+      layer.experts.resize(c.n_experts);
+      for (int e = 0; e < c.n_experts; ++e) {
+        const std::string eb = base + "mlp.experts." + std::to_string(e) + ".";
+        Expert& ex = layer.experts[e];
+        for (auto [lin, name, out, in] : {std::tuple{&ex.gate, "gate_proj", c.ffn_dim, c.dim},
+                                          std::tuple{&ex.up, "up_proj", c.ffn_dim, c.dim},
+                                          std::tuple{&ex.down, "down_proj", c.dim, c.ffn_dim}}) {
+          lin->name = eb + name;
+          lin->weights = make_dense_f32_weights(
+              std::make_shared<const std::vector<float>>(reader.read(lin->name + ".weight", {out, in})), out, in);
+        }
+      }
+    }
     for (int kind = 0; kind < kLinearKinds; ++kind) {
+      if (c.is_moe() && kind >= static_cast<int>(LinearKind::Gate)) break;  // the experts above
       Linear& linear = layer.linear[kind];
       linear.name = base + prefixes[kind] + linear_kind_name(static_cast<LinearKind>(kind));
       if (auto it = quantized_modules.find(linear.name); it != quantized_modules.end()) {

@@ -163,6 +163,7 @@ ModuleReport quantize_linear(Linear& linear, const ModuleChoice& choice, const I
 QuantizeReport quantize_model(Model& model,
                               const std::function<ModuleChoice(const std::string&, int, LinearKind)>& choose,
                               const QuantizeOptions& options) {
+  model.require_dense("quantize");
   const auto t0 = std::chrono::steady_clock::now();
   QuantizeReport report;
   const int n_layers = model.config.n_layers;

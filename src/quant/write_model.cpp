@@ -70,6 +70,7 @@ void write_text(const std::string& path, const std::string& text) {
 
 void write_quantized_model(const Model& model, const QuantizeReport& report, const std::string& out_dir,
                            const nlohmann::json& provenance, DType embedding_dtype) {
+  model.require_dense(out_dir);
   const ModelConfig& c = model.config;
   std::error_code ec;
   if (fs::exists(out_dir, ec) && fs::equivalent(out_dir, model.source_path, ec)) {
