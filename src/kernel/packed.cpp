@@ -32,9 +32,10 @@ std::unique_ptr<PackedMatrix> pack_matrix(const QuantizedMatrix& q) {
 namespace {
 
 // Multiply-adds from which a product is split across the threads (fork costs: kernel/threads.h).
-// In a decode step the weights stream from memory, which one core reads at about half the rate
-// of two (docs/RUNTIME.md), so splitting even a 576 x 576 layer pays when the fork is cheap, not
-// when it costs 8 us plus the wake-up. With sleeping workers: split from ~1M (fp32) /
+// In a decode step the weights stream from memory in short products (0.1-0.5 MB each); one core
+// streaming one of them does not reach the bandwidth a long sequential read gets, two cores
+// overlap their misses: measured, splitting every SmolLM2 layer at one token took decode from 104
+// to 122 tok/s with spinning workers, and to 63 tok/s with sleeping ones (docs/RUNTIME.md). With sleeping workers: split from ~1M (fp32) /
 // ~4M (int8) multiply-adds, where the kernels' compute (~35 / ~140 multiply-adds per ns) alone
 // pays for it; with spinning workers: from 256K (a 576 x 576 layer at one token and up).
 int64_t min_parallel_work(bool int8_activations) {
