@@ -348,13 +348,7 @@ double linear_directional_error(mpq::Model& model, const mpq::LinearGradients& g
 constexpr LinearKind kKinds[] = {LinearKind::Q,    LinearKind::K,  LinearKind::V,   LinearKind::O,
                                  LinearKind::Gate, LinearKind::Up, LinearKind::Down};
 
-std::vector<int32_t> random_ids(int n, int vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> d(0, vocab - 1);
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) id = d(rng);
-  return ids;
-}
+using mpq::test::random_ids;
 
 // The ids of the default-model test: a fixed formula, so that tools/reference_grad.py can be run
 // on the same ids (see docs/GRADIENTS.md).

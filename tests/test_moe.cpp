@@ -7,7 +7,6 @@
 
 #include <cmath>
 #include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -31,13 +30,7 @@ using mpq::test::TempDir;
 
 mpq::Model load(const std::string& dir) { return mpq::load_model(dir, {.tokenizer_path = {}, .need_tokenizer = false}); }
 
-std::vector<int32_t> tokens(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> pick(0, vocab - 1);
-  std::vector<int32_t> t(n);
-  for (int32_t& id : t) id = pick(rng);
-  return t;
-}
+using mpq::test::random_ids;
 
 std::vector<float> logits(mpq::Model& m, const std::vector<int32_t>& ids) {
   mpq::KVCache cache = m.make_cache(static_cast<int>(ids.size()));
@@ -58,7 +51,7 @@ mpq::CalibrationSet random_set(int n_samples, int seq_len, int vocab) {
   set.options.n_samples = n_samples;
   set.options.seq_len = seq_len;
   set.options.micro_batch = 2;
-  for (int i = 0; i < n_samples; ++i) set.sequences.push_back(tokens(seq_len, vocab, 100 + i));
+  for (int i = 0; i < n_samples; ++i) set.sequences.push_back(random_ids(seq_len, vocab, 100 + i));
   return set;
 }
 
@@ -110,7 +103,7 @@ TEST(MoeModel, OneExpertEqualsTheDenseModel) {
   mpq::Model b = load(tmp.path() + "/moe");
   EXPECT_TRUE(b.config.is_moe());
   EXPECT_EQ(b.parameter_count(), a.parameter_count() + dense.layers * dense.dim);  // + routers
-  const auto ids = tokens(12, dense.vocab, 3);
+  const auto ids = random_ids(12, dense.vocab, 3);
   EXPECT_EQ(logits(a, ids), logits(b, ids));
 }
 
@@ -138,7 +131,7 @@ TEST(MoeModel, ExpertOrderDoesNotMatter) {
   mpq::synth::write_model(q, tmp.path() + "/b");
   mpq::Model a = load(tmp.path() + "/a");
   mpq::Model b = load(tmp.path() + "/b");
-  const auto ids = tokens(10, s.vocab, 5);
+  const auto ids = random_ids(10, s.vocab, 5);
   const auto la = logits(a, ids), lb = logits(b, ids);
   ASSERT_EQ(la.size(), lb.size());
   // Only the fp32 summation order of two expert outputs differs: a few ulps of the logits.

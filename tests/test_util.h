@@ -45,6 +45,15 @@ class TempDir {
   std::filesystem::path path_;  // the directory
 };
 
+// n seeded token ids, uniform in [0, vocab): inputs for synthetic models without a tokenizer.
+inline std::vector<int32_t> random_ids(int n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> d(0, vocab - 1);
+  std::vector<int32_t> ids(n);
+  for (int32_t& id : ids) id = d(rng);
+  return ids;
+}
+
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});

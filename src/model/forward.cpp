@@ -184,11 +184,7 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(kind, xn.data(), c.dim);
   layer.at(LinearKind::Gate).apply(xn.data(), n_tokens, gate.data());
   layer.at(LinearKind::Up).apply(xn.data(), n_tokens, up.data());
-#pragma omp parallel for if (n_tokens > 8)
-  for (int64_t i = 0; i < n_tokens * c.ffn_dim; ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.f + std::exp(-g)) * up[i];
-  }
+  ops::swiglu(gate.data(), up.data(), n_tokens * c.ffn_dim);
   hook(LinearKind::Down, gate.data(), c.ffn_dim);
   layer.at(LinearKind::Down).apply(gate.data(), n_tokens, proj.data());
   for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];

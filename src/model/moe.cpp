@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernel/matmul_f32.h"
+#include "model/ops.h"
 
 namespace mpq {
 
@@ -61,7 +62,7 @@ void moe_mlp(const ModelConfig& c, const DecoderLayer& layer, int layer_index, c
     up.resize(n * ffn);
     expert.gate.apply(xe.data(), n, gate.data());
     expert.up.apply(xe.data(), n, up.data());
-    for (int64_t i = 0; i < n * ffn; ++i) gate[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
+    ops::swiglu(gate.data(), up.data(), n * ffn);
     if (hooks != nullptr) hooks->on_expert_input(layer_index, e, LinearKind::Down, gate.data(), n, ffn);
     ye.resize(n * dim);
     expert.down.apply(gate.data(), n, ye.data());

@@ -38,6 +38,14 @@ void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t,
   }
 }
 
+void swiglu(float* gate, const float* up, int64_t n) {
+#pragma omp parallel for if (n > (int64_t{1} << 14))
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.f + std::exp(-g)) * up[i];
+  }
+}
+
 void causal_softmax(float* scores, int64_t rows, int64_t n_keys, int64_t n_past, int window) {
   for (int64_t i = 0; i < rows; ++i) {
     float* row = scores + i * n_keys;

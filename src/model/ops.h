@@ -23,4 +23,7 @@ void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t,
 // [max(0, n_past + i + 1 - window), n_past + i] (window 0: no limit); the others become 0.
 void causal_softmax(float* scores, int64_t rows, int64_t n_keys, int64_t n_past, int window);
 
+// SwiGLU in place: gate[i] = silu(gate[i]) * up[i] for i < n (dense MLPs and MoE experts).
+void swiglu(float* gate, const float* up, int64_t n);
+
 }  // namespace mpq::ops
