@@ -529,6 +529,56 @@ TEST(PackedIntDriver, ThreadedProductEqualsTheDirectOne) {
   }
 }
 
+// packed_matmul_group runs products that share their input as one threaded sequence of tiles,
+// with the activations quantized once; each product must come out as it does alone, whatever
+// its format (an fp format in int8 mode runs its fp32 product) and row map.
+TEST(PackedIntDriver, GroupEqualsTheProductsOneByOne) {
+  const int64_t cols = 576, n = 16;
+  const auto x = mpq::test::gaussian(n * cols, 61);
+  struct Member {
+    WeightFormatId format;
+    int64_t rows;
+    bool reversed;  // write through a reversing row map
+  };
+  const Member members[] = {{WeightFormatId::Int4_G128, 300, true},
+                            {WeightFormatId::Int8_Channel, 200, false},
+                            {WeightFormatId::NVFP4, 120, false},
+                            {WeightFormatId::Int2_G64, 37, true}};
+  for (auto mode : {mpq::ActivationMode::F32, mpq::ActivationMode::Int8}) {
+    SCOPED_TRACE(mpq::activation_mode_name(mode));
+    std::vector<std::unique_ptr<mpq::PackedMatrix>> packed;
+    std::vector<std::vector<int32_t>> maps;
+    std::vector<std::vector<float>> grouped, alone;
+    std::vector<mpq::PackedProduct> group;
+    for (size_t i = 0; i < std::size(members); ++i) {
+      const Member& m = members[i];
+      packed.push_back(mpq::pack_matrix(random_matrix(m.format, Shape{m.rows, cols}, 62 + i)));
+      maps.emplace_back(m.rows);
+      for (int64_t r = 0; r < m.rows; ++r) maps.back()[r] = static_cast<int32_t>(m.reversed ? m.rows - 1 - r : r);
+      grouped.emplace_back(n * m.rows, -1234.f);
+      alone.emplace_back(n * m.rows, -1234.f);
+    }
+    for (size_t i = 0; i < std::size(members); ++i) {
+      const int32_t* map = members[i].reversed ? maps[i].data() : nullptr;
+      group.push_back({packed[i].get(), grouped[i].data(), members[i].rows, map, mode});
+      mpq::packed_matmul(*packed[i], x.data(), n, alone[i].data(), members[i].rows, mode, map);
+    }
+    mpq::packed_matmul_group(group, x.data(), n);
+    for (size_t i = 0; i < std::size(members); ++i) {
+      SCOPED_TRACE(mpq::weight_format(members[i].format).name);
+      EXPECT_EQ(grouped[i], alone[i]);
+    }
+  }
+}
+
+TEST(PackedIntDriver, GroupRefusesProductsOfDifferentInputWidths) {
+  const auto a = mpq::pack_matrix(random_matrix(WeightFormatId::Int4_G128, Shape{16, 128}, 70));
+  const auto b = mpq::pack_matrix(random_matrix(WeightFormatId::Int4_G128, Shape{16, 256}, 71));
+  std::vector<float> x(256), ya(16), yb(16);
+  const mpq::PackedProduct group[] = {{a.get(), ya.data(), 16}, {b.get(), yb.data(), 16}};
+  EXPECT_THROW(mpq::packed_matmul_group(group, x.data(), 1), mpq::Error);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real weights: stories260K's layer-0 q (64x64), gate (172x64) and down (64x172) projections.
 

@@ -15,6 +15,7 @@ namespace mpq {
 class Tokenizer;
 struct QuantizedMatrix;
 struct ChannelSplit;
+struct PackedProduct;  // kernel/packed.h
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -84,6 +85,11 @@ class LinearWeights {
   virtual std::unique_ptr<QuantizedMatrix> quantized() const;
   // The two channel sets of a channel-split layer (MixLLM); nullptr otherwise.
   virtual std::unique_ptr<ChannelSplit> channel_split() const;
+  // Packed runtime: appends to `out` the packed products that compute forward()'s output into
+  // y ([n_tokens, out_features]) and returns true, so that layers sharing their input run as one
+  // group (Linear::apply_group); false, appending nothing, for weights that do not run from
+  // packed matrices.
+  virtual bool packed_products(float* y, std::vector<PackedProduct>& out) const;
 };
 
 // How quantized weights run.
@@ -114,6 +120,11 @@ struct Linear {
 
   // y[t, :] = W · x[t, :] + bias for t < n_tokens (x [n_tokens, in], y [n_tokens, out]).
   void apply(const float* x, int64_t n_tokens, float* y) const;
+  // apply() of several layers with the same input x (a layer's q/k/v, or gate/up): ys[i] gets
+  // linears[i]'s output. When all of them run from packed weights they run as one threaded
+  // group (kernel/packed.h: one fork, activations quantized once); otherwise one after another.
+  static void apply_group(std::span<const Linear* const> linears, const float* x, int64_t n_tokens,
+                          std::span<float* const> ys);
 };
 
 // Callbacks a calibration pass uses to watch the forward pass. Default: do nothing.

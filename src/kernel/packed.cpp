@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "kernel/packed_impl.h"
 #include "kernel/threads.h"
@@ -45,33 +47,75 @@ int64_t min_parallel_work(bool int8_activations) {
 
 }  // namespace
 
+void packed_matmul_group(std::span<const PackedProduct> group, const float* x, int64_t n_tokens,
+                         const Int8Activations* x_int8, Isa isa) {
+  if (group.empty()) return;
+  const int64_t cols = group[0].w->cols();
+  bool any_int8 = false, all_int8 = true;
+  int64_t work = 0;
+  for (const PackedProduct& p : group) {
+    check(p.w->cols() == cols, "packed product", "the products of a group must share their input width");
+    const bool int8 = p.mode == ActivationMode::Int8 && p.w->supports_int8_activations();
+    any_int8 |= int8;
+    all_int8 &= int8;
+    work += n_tokens * p.w->rows() * cols;
+  }
+  Int8Activations local;
+  if (any_int8 && x_int8 == nullptr) {
+    quantize_activations_int8(isa, x, n_tokens, cols, local);
+    x_int8 = &local;
+  }
+  // Rows [begin, end) of product i on the calling thread.
+  auto run = [&](const PackedProduct& p, int64_t begin, int64_t end) {
+    if (begin >= end) return;
+    if (p.mode == ActivationMode::Int8 && p.w->supports_int8_activations()) {
+      p.w->matmul_int8(isa, *x_int8, p.y, p.ldy, begin, end, p.row_to_output);
+    } else {
+      p.w->matmul_f32(isa, x, n_tokens, p.y, p.ldy, begin, end, p.row_to_output);
+    }
+  };
+  // Small work stays on the calling thread, where waking a second one costs more than it saves.
+  const int threads = work < min_parallel_work(all_int8) ? 1 : omp_get_max_threads();
+  if (threads == 1) {
+    for (const PackedProduct& p : group) run(p, 0, p.w->rows());
+    return;
+  }
+  // The group's tiles of 16 rows (whole cache lines of y for contiguous outputs, and a whole
+  // number of any interleaved row block) laid end to end and cut into `threads` stretches of
+  // about equal weight bytes, which is what a product's time follows (the formats of a group
+  // may differ: a channel split's 8-bit and 4-bit sets). Thread t takes the byte range
+  // [t·B/threads, (t+1)·B/threads) and, of product i (starting at byte offset[i], tile_bytes[i]
+  // per tile), the tiles whose rounded position falls inside it: neighbouring threads round the
+  // same boundary the same way, so every tile runs exactly once.
+  constexpr int64_t kTile = 16;
+  std::vector<double> offset(group.size()), tile_bytes(group.size());
+  std::vector<int64_t> tiles(group.size());
+  double total = 0.0;
+  for (size_t i = 0; i < group.size(); ++i) {
+    tiles[i] = (group[i].w->rows() + kTile - 1) / kTile;
+    tile_bytes[i] = static_cast<double>(group[i].w->bytes()) / static_cast<double>(tiles[i]);
+    offset[i] = total;
+    total += static_cast<double>(group[i].w->bytes());
+  }
+  auto tile_at = [&](size_t i, double position) {
+    const double t = std::nearbyint((position - offset[i]) / tile_bytes[i]);
+    return std::clamp<int64_t>(static_cast<int64_t>(t), 0, tiles[i]);
+  };
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int t = 0; t < threads; ++t) {
+    const double lo = total * t / threads, hi = total * (t + 1) / threads;
+    for (size_t i = 0; i < group.size(); ++i) {
+      const int64_t rows = group[i].w->rows();
+      run(group[i], std::min(rows, tile_at(i, lo) * kTile), std::min(rows, tile_at(i, hi) * kTile));
+    }
+  }
+}
+
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
                    ActivationMode mode, const int32_t* row_to_output, const Int8Activations* x_int8,
                    Isa isa) {
-  const bool int8 = mode == ActivationMode::Int8 && w.supports_int8_activations();
-  Int8Activations local;
-  if (int8 && x_int8 == nullptr) {
-    quantize_activations_int8(isa, x, n_tokens, w.cols(), local);
-    x_int8 = &local;
-  }
-  // Row slices, a multiple of 16 rows each (whole cache lines of y for contiguous outputs, and a
-  // whole number of any interleaved row block); small products stay on the calling thread,
-  // where waking a second thread costs more than it saves (min_parallel_work below).
-  const int64_t rows = w.rows();
-  const int64_t work = n_tokens * rows * w.cols();
-  const int threads = work < min_parallel_work(int8) ? 1 : omp_get_max_threads();
-  const int64_t slice = ((rows + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int t = 0; t < threads; ++t) {
-    const int64_t begin = t * slice;
-    const int64_t end = std::min(rows, begin + slice);
-    if (begin >= end) continue;
-    if (int8) {
-      w.matmul_int8(isa, *x_int8, y, ldy, begin, end, row_to_output);
-    } else {
-      w.matmul_f32(isa, x, n_tokens, y, ldy, begin, end, row_to_output);
-    }
-  }
+  const PackedProduct product{&w, y, ldy, row_to_output, mode};
+  packed_matmul_group(std::span(&product, 1), x, n_tokens, x_int8, isa);
 }
 
 }  // namespace mpq

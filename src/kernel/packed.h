@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "format/weight_format.h"
@@ -88,10 +89,28 @@ class PackedMatrix {
 // Packs any format of the table. Throws mpq::Error for an inconsistent QuantizedMatrix.
 std::unique_ptr<PackedMatrix> pack_matrix(const QuantizedMatrix& q);
 
-// The threaded driver: y[n_tokens, ldy] = x · Wᵀ over all rows of `w`, split across the OpenMP
-// threads by rows (decode too: one token's GEMV uses every core). With ActivationMode::Int8 and
-// a format without int8 support, runs the fp32 product. `x_int8` may pass activations already
-// quantized (shared by several matrices with the same input); nullptr quantizes x here.
+// One product of a group that shares its input: rows [0, w.rows()) of `w` into
+// y[t * ldy + out(r)] (out as in PackedMatrix::matmul_f32), with activations as `mode` asks
+// (ActivationMode::Int8 on a format without an int8 kernel runs the fp32 product).
+struct PackedProduct {
+  const PackedMatrix* w = nullptr;          // never null
+  float* y = nullptr;                       // output [n_tokens, ldy]
+  int64_t ldy = 0;                          // floats per output row
+  const int32_t* row_to_output = nullptr;   // nullptr: out(r) = r
+  ActivationMode mode = ActivationMode::F32;
+};
+
+// The threaded driver: every product of `group` over the same input x [n_tokens, cols] (all
+// products have cols() == cols). The products run in one parallel region, their 16-row tiles
+// dealt out to the OpenMP threads as one sequence cut by weight bytes, and int8 activations are
+// quantized once for all of them: a layer's q/k/v (or gate/up, or the two channel sets of a
+// split layer) cost one fork and one quantization instead of one per matrix. Small work stays
+// on the calling thread (kernel/threads.h). `x_int8` may pass activations already quantized
+// (group size 128); nullptr quantizes x here when a product needs it.
+void packed_matmul_group(std::span<const PackedProduct> group, const float* x, int64_t n_tokens,
+                         const Int8Activations* x_int8 = nullptr, Isa isa = best_isa());
+
+// One product: y[n_tokens, ldy] = x · Wᵀ over all rows of `w` (packed_matmul_group of one).
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
                    ActivationMode mode, const int32_t* row_to_output = nullptr,
                    const Int8Activations* x_int8 = nullptr, Isa isa = best_isa());

@@ -79,6 +79,24 @@ MPQ_AVX2_INLINE void store_half(__m256 v, int64_t half_tile, int64_t t, const In
   for (int64_t r = lo; r < hi; ++r) yt[out.row_to_output ? out.row_to_output[r] : r] = lanes[r - r0];
 }
 
+// The decode prefetches of packed_int.h for half tiles h0 .. h0 + RT - 1: both halves of a tile
+// read the same 64-byte blocks, so each tile is asked for once.
+template <int Bits, int RT>
+MPQ_AVX2_INLINE void prefetch_halves_ahead(const PackedIntLayout& m, int64_t half0, int64_t unit) {
+#pragma GCC unroll 4
+  for (int rt = 0; rt < RT; ++rt) {
+    if (rt == 0 || (half0 + rt) % 2 == 0) prefetch_unit_ahead<Bits>(m, (half0 + rt) / 2, unit);
+  }
+}
+
+template <int RT>
+MPQ_AVX2_INLINE void prefetch_halves_params(const PackedIntLayout& m, int64_t half0, int64_t group) {
+#pragma GCC unroll 4
+  for (int rt = 0; rt < RT; ++rt) {
+    if (rt == 0 || (half0 + rt) % 2 == 0) prefetch_group_params(m, (half0 + rt) / 2, group);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // fp32 activations
 
@@ -217,9 +235,11 @@ MPQ_AVX2 void int8_block(const PackedIntLayout& m, const Int8Prepared& x, int64_
 #pragma GCC unroll 4
       for (int t = 0; t < NT; ++t) dot[rt][t] = _mm256_setzero_si256();
     }
+    if constexpr (NT == 1) prefetch_halves_params<RT>(m, half0, g + 1);
     const int64_t u_begin = g * units_per_group;
     const int64_t u_end = std::min(u_begin + units_per_group, m.units_per_row);
     for (int64_t u = u_begin; u < u_end; ++u) {
+      if constexpr (NT == 1) prefetch_halves_ahead<Bits, RT>(m, half0, u);
       const int64_t c0 = u * kUnitCols;
 #pragma GCC unroll 8
       for (int k = 0; k < kRegs; ++k) {

@@ -234,6 +234,10 @@ MPQ_AVX512 void int8_block(const PackedIntLayout& m, const Int8Prepared& x, int6
     for (int t = 0; t < NT; ++t) acc[rt][t] = _mm512_setzero_ps();
   }
   for (int64_t g = 0; g < x.groups; ++g) {
+    if constexpr (NT == 1) {
+#pragma GCC unroll 4
+      for (int rt = 0; rt < RT; ++rt) prefetch_group_params(m, tile0 + rt, g + 1);
+    }
     __m512i dot[RT][NT];
 #pragma GCC unroll 4
     for (int rt = 0; rt < RT; ++rt) {
@@ -244,6 +248,10 @@ MPQ_AVX512 void int8_block(const PackedIntLayout& m, const Int8Prepared& x, int6
     const int64_t u_end = std::min(u_begin + units_per_group, m.units_per_row);
     for (int64_t u = u_begin; u < u_end; ++u) {
       const int64_t c0 = u * kUnitCols;
+      if constexpr (NT == 1) {
+#pragma GCC unroll 4
+        for (int rt = 0; rt < RT; ++rt) prefetch_unit_ahead<Bits>(m, tile0 + rt, u);
+      }
 #pragma GCC unroll 8
       for (int k = 0; k < kRegs; ++k) {
         __m512i w[RT];

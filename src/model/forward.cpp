@@ -151,9 +151,11 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   // --- attention block
   ops::rms_norm(x, layer.attn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
   for (LinearKind kind : {LinearKind::Q, LinearKind::K, LinearKind::V}) hook(kind, xn.data(), c.dim);
-  layer.at(LinearKind::Q).apply(xn.data(), n_tokens, q.data());
-  layer.at(LinearKind::K).apply(xn.data(), n_tokens, k.data());
-  layer.at(LinearKind::V).apply(xn.data(), n_tokens, v.data());
+  {
+    const Linear* qkv[] = {&layer.at(LinearKind::Q), &layer.at(LinearKind::K), &layer.at(LinearKind::V)};
+    float* outputs[] = {q.data(), k.data(), v.data()};
+    Linear::apply_group(qkv, xn.data(), n_tokens, outputs);
+  }
   if (c.qk_norm) {
     ops::rms_norm(q.data(), layer.q_norm.data(), q.data(), n_tokens * c.n_heads, c.head_dim, c.rms_eps);
     ops::rms_norm(k.data(), layer.k_norm.data(), k.data(), n_tokens * c.n_kv_heads, c.head_dim, c.rms_eps);
@@ -182,8 +184,11 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   ops::rms_norm(x, layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
   if (c.is_moe()) return moe_mlp(c, layer, l, xn.data(), n_tokens, x, hooks);
   for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(kind, xn.data(), c.dim);
-  layer.at(LinearKind::Gate).apply(xn.data(), n_tokens, gate.data());
-  layer.at(LinearKind::Up).apply(xn.data(), n_tokens, up.data());
+  {
+    const Linear* gate_up[] = {&layer.at(LinearKind::Gate), &layer.at(LinearKind::Up)};
+    float* outputs[] = {gate.data(), up.data()};
+    Linear::apply_group(gate_up, xn.data(), n_tokens, outputs);
+  }
   ops::swiglu(gate.data(), up.data(), n_tokens * c.ffn_dim);
   hook(LinearKind::Down, gate.data(), c.ffn_dim);
   layer.at(LinearKind::Down).apply(gate.data(), n_tokens, proj.data());

@@ -4,7 +4,9 @@
 #include "format/channel_split.h"
 #include "format/weight_format.h"
 #include "kernel/matmul_f32.h"
+#include "kernel/packed.h"
 #include "model/packed_linear.h"
+#include "mpq/error.h"
 #include "mpq/model.h"
 
 namespace mpq {
@@ -101,13 +103,38 @@ void LinearWeights::decode_row(int64_t r, float* dst) const {
   std::copy_n(all.data() + r * in_features(), in_features(), dst);
 }
 
-void Linear::apply(const float* x, int64_t n_tokens, float* y) const {
-  weights->forward(x, n_tokens, y);
-  if (bias.empty()) return;
+bool LinearWeights::packed_products(float*, std::vector<PackedProduct>&) const { return false; }
+
+namespace {
+
+void add_bias(const std::vector<float>& bias, int64_t n_tokens, float* y) {
   const int64_t width = static_cast<int64_t>(bias.size());
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t i = 0; i < width; ++i) y[t * width + i] += bias[i];
   }
+}
+
+}  // namespace
+
+void Linear::apply(const float* x, int64_t n_tokens, float* y) const {
+  weights->forward(x, n_tokens, y);
+  add_bias(bias, n_tokens, y);
+}
+
+void Linear::apply_group(std::span<const Linear* const> linears, const float* x, int64_t n_tokens,
+                         std::span<float* const> ys) {
+  check(linears.size() == ys.size(), "linear", "one output per layer of a group");
+  std::vector<PackedProduct> products;
+  bool packed = true;
+  for (size_t i = 0; i < linears.size() && packed; ++i) {
+    packed = linears[i]->weights->packed_products(ys[i], products);
+  }
+  if (!packed) {
+    for (size_t i = 0; i < linears.size(); ++i) linears[i]->apply(x, n_tokens, ys[i]);
+    return;
+  }
+  packed_matmul_group(products, x, n_tokens);
+  for (size_t i = 0; i < linears.size(); ++i) add_bias(linears[i]->bias, n_tokens, ys[i]);
 }
 
 std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q, const RuntimeOptions& runtime) {

@@ -60,8 +60,9 @@ void moe_mlp(const ModelConfig& c, const DecoderLayer& layer, int layer_index, c
     if (hooks != nullptr) hooks->on_expert_input(layer_index, e, LinearKind::Gate, xe.data(), n, dim);
     gate.resize(n * ffn);
     up.resize(n * ffn);
-    expert.gate.apply(xe.data(), n, gate.data());
-    expert.up.apply(xe.data(), n, up.data());
+    const Linear* gate_up[] = {&expert.gate, &expert.up};
+    float* outputs[] = {gate.data(), up.data()};
+    Linear::apply_group(gate_up, xe.data(), n, outputs);
     ops::swiglu(gate.data(), up.data(), n * ffn);
     if (hooks != nullptr) hooks->on_expert_input(layer_index, e, LinearKind::Down, gate.data(), n, ffn);
     ye.resize(n * dim);

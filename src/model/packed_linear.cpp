@@ -38,9 +38,14 @@ class PackedWeights final : public LinearWeights {
   int64_t out_features() const override { return w_->rows(); }
   int64_t in_features() const override { return w_->cols(); }
   void forward(const float* x, int64_t n_tokens, float* y) const override {
-    // Contiguous output rows: ldy = out_features, no row map. packed_matmul falls back to fp32
-    // activations for formats without an int8 kernel (the fp formats).
+    // packed_matmul falls back to fp32 activations for formats without an int8 kernel (the fp
+    // formats).
     packed_matmul(*w_, x, n_tokens, y, w_->rows(), mode_);
+  }
+  bool packed_products(float* y, std::vector<PackedProduct>& out) const override {
+    // Contiguous output rows: ldy = out_features, no row map.
+    out.push_back({w_.get(), y, w_->rows(), nullptr, mode_});
+    return true;
   }
   void to_f32(float* dst) const override { dequantize(w_->unpack(), dst); }
   void decode_row(int64_t r, float* dst) const override { w_->decode_row(r, dst); }
@@ -77,18 +82,16 @@ class PackedSplitWeights final : public LinearWeights {
   int64_t in_features() const override { return cols_; }
 
   void forward(const float* x, int64_t n_tokens, float* y) const override {
-    // Quantize the activations once when both parts would quantize them (they share the input):
-    // with only one int8-capable part, packed_matmul quantizes for that one alone.
-    Int8Activations shared;
-    const Int8Activations* x_int8 = nullptr;
-    if (mode_ == ActivationMode::Int8 && int8_capable(high_) && int8_capable(low_)) {
-      quantize_activations_int8(best_isa(), x, n_tokens, cols_, shared);
-      x_int8 = &shared;
-    }
+    // The two sets as one group: one fork, the activations quantized once for both.
+    std::vector<PackedProduct> products;
+    packed_products(y, products);
+    packed_matmul_group(products, x, n_tokens);
+  }
+  bool packed_products(float* y, std::vector<PackedProduct>& out) const override {
     for (const Part* p : {&high_, &low_}) {
-      if (!p->w) continue;  // an empty channel set
-      packed_matmul(*p->w, x, n_tokens, y, rows_, mode_, p->rows.data(), x_int8);
+      if (p->w) out.push_back({p->w.get(), y, rows_, p->rows.data(), mode_});  // skip an empty set
     }
+    return true;
   }
 
   void to_f32(float* dst) const override { dequantize(unpack(), dst); }
@@ -134,9 +137,6 @@ class PackedSplitWeights final : public LinearWeights {
     }
     return p;
   }
-  // An empty part never runs, so it does not stop the other from sharing activations.
-  static bool int8_capable(const Part& p) { return !p.w || p.w->supports_int8_activations(); }
-
   ChannelSplit unpack() const {
     ChannelSplit s;
     s.rows = rows_;
