@@ -14,6 +14,7 @@
 #include <limits>
 #include <string>
 
+#include "kernel/fast_exp.h"
 #include "mpq/error.h"
 
 namespace mpq {
@@ -346,17 +347,18 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
   }
 }
 
+// The same silu as the forward pass (ops::swiglu: exp_approx), so both compute the same h.
 void swiglu(const float* g, const float* u, float* h, int64_t count) {
-#pragma omp parallel for if (count > 65536)
-  for (int64_t i = 0; i < count; ++i) h[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+#pragma omp parallel for simd if (count > 65536)
+  for (int64_t i = 0; i < count; ++i) h[i] = g[i] / (1.f + exp_approx(-g[i])) * u[i];
 }
 
 // silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 - σ(g))).
 void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du,
                      int64_t count) {
-#pragma omp parallel for if (count > 65536)
+#pragma omp parallel for simd if (count > 65536)
   for (int64_t i = 0; i < count; ++i) {
-    const float sig = 1.f / (1.f + std::exp(-g[i]));
+    const float sig = 1.f / (1.f + exp_approx(-g[i]));
     const float silu = g[i] * sig;
     const float d = dh[i];
     du[i] = d * silu;

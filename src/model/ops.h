@@ -21,9 +21,11 @@ void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t,
 // In place, for each of `rows` query rows of `n_keys` attention scores: the causal (optionally
 // windowed) softmax. Query i sits at position n_past + i and sees keys
 // [max(0, n_past + i + 1 - window), n_past + i] (window 0: no limit); the others become 0.
+// exp is kernel/fast_exp.h's exp_approx (within 2^-23 relative), the sum in double.
 void causal_softmax(float* scores, int64_t rows, int64_t n_keys, int64_t n_past, int window);
 
-// SwiGLU in place: gate[i] = silu(gate[i]) * up[i] for i < n (dense MLPs and MoE experts).
+// SwiGLU in place: gate[i] = silu(gate[i]) * up[i] for i < n (dense MLPs and MoE experts), with
+// silu(g) = g / (1 + exp_approx(-g)) (kernel/fast_exp.h).
 void swiglu(float* gate, const float* up, int64_t n);
 
 }  // namespace mpq::ops
