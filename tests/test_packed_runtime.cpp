@@ -391,18 +391,24 @@ TEST(PackedRuntime, BenchJsonReportsRuntimeAndRoofline) {
     mpq::Model model = quantized_tiny(plain(mpq::WeightFormatId::Int4_G128), &report);
     mpq::write_quantized_model(model, report, dir, {{"scheme", "int4_g128:rtn"}});
   }
-  const auto r = mpq::test::run_mpq("bench '" + dir + "' --json --pp 16 --tg-prompt 8 --reps 1 --tg-reps 2 "
+  const auto r = mpq::test::run_mpq("bench '" + dir + "' --json --pp 16 --tg-prompt 8 --tg 3 --reps 1 --tg-reps 2 "
                                     "--bw-mib 16 --act int8",
                                     tmp);
   ASSERT_EQ(r.status, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
-  for (const char* key : {"model", "threads", "pp_tokens", "tg_prompt", "pp_tok_s", "tg_tok_s", "pp_runs_s",
+  for (const char* key : {"model", "threads", "pp_tokens", "tg_prompt", "tg_tokens", "pp_tok_s", "tg_tok_s", "pp_runs_s",
                           "tg_runs_s", "runtime", "activations", "bandwidth_gb_s", "weight_bytes_per_token",
                           "roofline_fraction", "rss_bytes", "file_bytes"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["runtime"], "packed");
   EXPECT_EQ(j["activations"], "int8");
+  EXPECT_EQ(j["tg_tokens"], 3);
+  ASSERT_EQ(j["tg_runs_s"].size(), 2u);
+  // tg_tok_s is the tokens of a run over the median run time.
+  std::vector<double> runs = j["tg_runs_s"];
+  std::sort(runs.begin(), runs.end());
+  EXPECT_NEAR(j["tg_tok_s"].get<double>(), 3 / (0.5 * (runs[0] + runs[1])), 1e-6 * j["tg_tok_s"].get<double>());
   EXPECT_GT(j["bandwidth_gb_s"].get<double>(), 0);
   EXPECT_GT(j["roofline_fraction"].get<double>(), 0);
   EXPECT_GT(j["rss_bytes"].get<uint64_t>(), 0u);

@@ -91,7 +91,8 @@ int run_bench(const BenchArgs& args) {
   const BenchResult r = benchmark_model(model, args.options);
   if (args.json) {
     print_json({{"model", args.model.path}, {"threads", r.threads}, {"pp_tokens", args.options.pp_tokens},
-                {"tg_prompt", args.options.tg_prompt}, {"pp_tok_s", r.pp_tok_s}, {"tg_tok_s", r.tg_tok_s},
+                {"tg_prompt", args.options.tg_prompt}, {"tg_tokens", args.options.tg_tokens},
+                {"pp_tok_s", r.pp_tok_s}, {"tg_tok_s", r.tg_tok_s},
                 {"pp_runs_s", r.pp_runs_s}, {"tg_runs_s", r.tg_runs_s},
                 {"runtime", args.model.runtime}, {"activations", args.model.activations},
                 {"bandwidth_gb_s", r.bandwidth_gb_s}, {"weight_bytes_per_token", r.weight_bytes_per_token},
@@ -99,10 +100,10 @@ int run_bench(const BenchArgs& args) {
                 {"file_bytes", r.file_bytes}});
     return 0;
   }
-  std::printf("%s: prompt processing %.1f tok/s (batch %d), decode %.1f tok/s (after %d tokens); "
+  std::printf("%s: prompt processing %.1f tok/s (batch %d), decode %.1f tok/s (%d tokens after %d); "
               "medians of %zu / %zu runs, %d threads, runtime %s, activations %s\n",
               args.model.path.c_str(), r.pp_tok_s, args.options.pp_tokens, r.tg_tok_s,
-              args.options.tg_prompt, r.pp_runs_s.size(), r.tg_runs_s.size(), r.threads,
+              args.options.tg_tokens, args.options.tg_prompt, r.pp_runs_s.size(), r.tg_runs_s.size(), r.threads,
               args.model.runtime.c_str(), args.model.activations.c_str());
   const double mib = 1024.0 * 1024.0;
   std::printf("weights read per token %.1f MiB; read bandwidth %.2f GB/s; decode at %.1f%% of the "
@@ -120,6 +121,9 @@ Registrar bench_cmd{{"bench", "prompt-processing and decode speed", [](CLI::App&
                        app.add_option("--tg-prompt", args->options.tg_prompt, "prompt before decoding")
                            ->check(CLI::PositiveNumber);
                        app.add_option("--reps", args->options.repetitions, "prompt-processing repetitions")
+                           ->check(CLI::PositiveNumber);
+                       app.add_option("--tg", args->options.tg_tokens,
+                                      "consecutive tokens per decode run (default 16)")
                            ->check(CLI::PositiveNumber);
                        app.add_option("--tg-reps", args->options.tg_repetitions, "decode repetitions (default 20)")
                            ->check(CLI::PositiveNumber);

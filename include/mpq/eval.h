@@ -76,17 +76,18 @@ std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, 
 
 struct BenchOptions {
   int pp_tokens = 512;       // prompt-processing batch
-  int tg_prompt = 128;       // prompt before the timed decode step
+  int tg_prompt = 128;       // prompt before the timed decode steps
+  int tg_tokens = 16;        // consecutive tokens a decode run generates (timed together)
   int repetitions = 5;       // prompt-processing runs; the median is reported
-  int tg_repetitions = 20;   // decode runs (each one token); the median is reported
+  int tg_repetitions = 20;   // decode runs; the median is reported
   int64_t bandwidth_bytes = int64_t{512} << 20;  // buffer of the read-bandwidth measurement
                                                  // (kernel/bandwidth.h); 0 skips it
 };
 
 struct BenchResult {
   double pp_tok_s = 0;       // median prompt tokens per second
-  double tg_tok_s = 0;       // median decode tokens per second
-  std::vector<double> pp_runs_s, tg_runs_s;  // every run's seconds
+  double tg_tok_s = 0;       // tg_tokens / median decode run seconds
+  std::vector<double> pp_runs_s, tg_runs_s;  // every run's seconds (a decode run: tg_tokens)
   int threads = 0;           // worker threads
   // Memory side of decoding (docs/RUNTIME.md):
   double bandwidth_gb_s = 0;         // measured read bandwidth, 1e9 bytes/s (0 when skipped)
