@@ -17,14 +17,21 @@
 
 namespace mpq {
 
+// `replacement` where `condition` holds, else x: a bitwise select. GCC -O2 vectorizes this, but
+// not a ?: on floats whose result feeds further arithmetic ("control flow in loop").
+inline float replace_if(bool condition, float replacement, float x) {
+  const int32_t mask = -static_cast<int32_t>(condition);  // all ones where condition holds
+  return std::bit_cast<float>((std::bit_cast<int32_t>(x) & ~mask) | (std::bit_cast<int32_t>(replacement) & mask));
+}
+
 inline float exp_approx(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2High = 0.693145751953125f;       // 16 significant bits: n·kLn2High is exact
   constexpr float kLn2Low = 1.42860682030941723212e-6f;  // ln2 - kLn2High
   constexpr float kRound = 12582912.f;                   // 1.5 · 2^23: adding it rounds to an integer
   // Clamp to where 2^n stays representable (-127 <= n <= 128; NaN passes through both tests).
-  x = x < -88.f ? -88.f : x;
-  x = x > 88.7f ? 88.7f : x;
+  x = replace_if(x < -88.f, -88.f, x);
+  x = replace_if(x > 88.7f, 88.7f, x);
   // n = round-to-nearest(x·log2 e), both as a float and, from the bits of the shifted sum, as an int.
   const float shifted = x * kLog2e + kRound;
   const float n = shifted - kRound;
