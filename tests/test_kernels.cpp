@@ -9,6 +9,7 @@
 #include "kernel/fast_exp.h"
 #include "kernel/gemv_f32.h"
 #include "kernel/matmul_f32.h"
+#include "kernel/swiglu.h"
 #include "test_util.h"
 
 namespace {
@@ -88,6 +89,34 @@ TEST(KernelFastExp, WithinTwoUlpOfExpOverItsRange) {
   EXPECT_EQ(mpq::exp_approx(-INFINITY), 0.f);
   EXPECT_TRUE(std::isinf(mpq::exp_approx(100.f)));
   EXPECT_TRUE(std::isnan(mpq::exp_approx(NAN)));
+}
+
+// SwiGLU (kernel/swiglu.h): every vector path against the scalar reference (libm exp), on a
+// length that is not a multiple of any vector width and on inputs reaching the ends of exp's
+// range. Bound: exp_approx is within 2^-23 = 2ε relative (ε = 2^-24) and 1 + e, the division and
+// the product round once each in both paths, so silu·up differs by at most (2 + 2·3)ε relative,
+// plus an absolute 1e-30 where g < -87 (exp_approx gives ~3e38 for e^88.7, libm +inf: both
+// results are ~0).
+TEST(KernelSwiglu, EveryIsaMatchesTheScalarReference) {
+  constexpr double kEps = 1.0 / (1 << 24);
+  const int64_t n = 1013;
+  auto gate = mpq::test::gaussian(n, 31);
+  const auto up = mpq::test::gaussian(n, 32);
+  for (int64_t i = 0; i < n; ++i) gate[i] *= 6.f;
+  const float edges[] = {0.f, -0.f, 87.f, -87.f, 100.f, -100.f, 1e-20f, -1e-20f};
+  for (size_t e = 0; e < std::size(edges); ++e) gate[n - 1 - e] = edges[e];
+  std::vector<float> reference = gate;
+  mpq::swiglu_kernel(mpq::Isa::Scalar, reference.data(), up.data(), n);
+  for (mpq::Isa isa : {mpq::Isa::Avx2, mpq::Isa::Avx512}) {
+    if (!mpq::cpu_supports(isa)) continue;
+    SCOPED_TRACE(mpq::isa_name(isa));
+    std::vector<float> out = gate;
+    mpq::swiglu_kernel(isa, out.data(), up.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_LE(std::fabs(out[i] - reference[i]), 8 * kEps * std::fabs(reference[i]) + 1e-30)
+          << "g " << gate[i] << " up " << up[i];
+    }
+  }
 }
 
 // Decode attention (kernel/attention.h): every path against the exact softmax-weighted sum in

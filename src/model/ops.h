@@ -25,7 +25,7 @@ void rope(float* x, int64_t rows, int n_heads, int head_dim, const float* cos_t,
 void causal_softmax(float* scores, int64_t rows, int64_t n_keys, int64_t n_past, int window);
 
 // SwiGLU in place: gate[i] = silu(gate[i]) * up[i] for i < n (dense MLPs and MoE experts), with
-// silu(g) = g / (1 + exp_approx(-g)) (kernel/fast_exp.h).
+// silu(g) = g / (1 + exp_approx(-g)) (kernel/swiglu.h on the best instruction set).
 void swiglu(float* gate, const float* up, int64_t n);
 
 }  // namespace mpq::ops
