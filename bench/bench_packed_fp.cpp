@@ -67,7 +67,7 @@ void run_packed(benchmark::State& state, bool threaded) {
   }
   for (auto _ : state) {
     if (threaded) {
-      mpq::packed_matmul(w, x.data(), n, y.data(), rows, mpq::ActivationMode::F32, nullptr, nullptr, isa);
+      mpq::packed_matmul(w, x.data(), n, y.data(), rows, mpq::ActivationMode::F32, nullptr, isa);
     } else {
       w.matmul_f32(isa, x.data(), n, y.data(), rows, 0, rows);
     }

@@ -18,21 +18,9 @@
 namespace mpq {
 namespace {
 
-// exp of every score minus the max, in place, and their sum (in double, as ops::causal_softmax
-// keeps it). exp_approx vectorizes here, in the instruction set of the function it is inlined
-// into (fast_exp.h).
-__attribute__((always_inline)) inline double exp_and_sum(float* scores, int64_t n_keys, float max_score) {
-  double sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = exp_approx(scores[j] - max_score);
-    sum += scores[j];
-  }
-  return sum;
-}
-
 // The body of the AVX2 path and of AVX-512 head sizes without a kernel below, inlined into each
-// target function; `omp simd` lets the compiler sum in lanes.
+// target function; `omp simd` lets the compiler sum in lanes. The softmax sum is kept in double,
+// as ops::causal_softmax does.
 __attribute__((always_inline)) inline void attend_body(const float* q, const float* k, const float* v,
                                                        int64_t stride, int64_t n_keys, int head_dim,
                                                        float scale, float* scores, float* out) {
@@ -45,7 +33,7 @@ __attribute__((always_inline)) inline void attend_body(const float* q, const flo
     scores[j] = scale * dot;
     max_score = std::max(max_score, scores[j]);
   }
-  const float inv = static_cast<float>(1.0 / exp_and_sum(scores, n_keys, max_score));
+  const float inv = static_cast<float>(1.0 / exp_shifted_sum(scores, n_keys, max_score));
   for (int d = 0; d < head_dim; ++d) out[d] = 0.f;
   for (int64_t j = 0; j < n_keys; ++j) {
     const float* vj = v + j * stride;
@@ -118,7 +106,7 @@ MPQ_AVX512 void attend_avx512_vecs(const float* q, const float* k, const float* 
     scores[j] = scale * _mm512_reduce_add_ps(key_partials<kVecs>(qv, k + j * stride));
     max_score = std::max(max_score, scores[j]);
   }
-  const float inv = static_cast<float>(1.0 / exp_and_sum(scores, n_keys, max_score));
+  const float inv = static_cast<float>(1.0 / exp_shifted_sum(scores, n_keys, max_score));
   // out = inv · Σ_j e_j · v_j, two keys at a time into two sets of accumulators, so that the
   // FMA latency is hidden by independent chains.
   __m512 acc0[kVecs], acc1[kVecs];

@@ -51,4 +51,17 @@ inline float exp_approx(float x) {
   return p * two_to_n;
 }
 
+// values[i] = exp_approx(values[i] - shift) for i < n, in place, and their sum in double (the
+// softmaxes: decode attention, ops::causal_softmax). Always inlined, so that the loop vectorizes
+// in the instruction set of the function that calls it.
+__attribute__((always_inline)) inline double exp_shifted_sum(float* values, int64_t n, float shift) {
+  double sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    values[i] = exp_approx(values[i] - shift);
+    sum += values[i];
+  }
+  return sum;
+}
+
 }  // namespace mpq

@@ -47,8 +47,7 @@ int64_t min_parallel_work(bool int8_activations) {
 
 }  // namespace
 
-void packed_matmul_group(std::span<const PackedProduct> group, const float* x, int64_t n_tokens,
-                         const Int8Activations* x_int8, Isa isa) {
+void packed_matmul_group(std::span<const PackedProduct> group, const float* x, int64_t n_tokens, Isa isa) {
   if (group.empty()) return;
   const int64_t cols = group[0].w->cols();
   bool any_int8 = false, all_int8 = true;
@@ -60,16 +59,13 @@ void packed_matmul_group(std::span<const PackedProduct> group, const float* x, i
     all_int8 &= int8;
     work += n_tokens * p.w->rows() * cols;
   }
-  Int8Activations local;
-  if (any_int8 && x_int8 == nullptr) {
-    quantize_activations_int8(isa, x, n_tokens, cols, local);
-    x_int8 = &local;
-  }
+  Int8Activations x_int8;  // quantized once for every int8 product of the group
+  if (any_int8) quantize_activations_int8(isa, x, n_tokens, cols, x_int8);
   // Rows [begin, end) of product i on the calling thread.
   auto run = [&](const PackedProduct& p, int64_t begin, int64_t end) {
     if (begin >= end) return;
     if (p.mode == ActivationMode::Int8 && p.w->supports_int8_activations()) {
-      p.w->matmul_int8(isa, *x_int8, p.y, p.ldy, begin, end, p.row_to_output);
+      p.w->matmul_int8(isa, x_int8, p.y, p.ldy, begin, end, p.row_to_output);
     } else {
       p.w->matmul_f32(isa, x, n_tokens, p.y, p.ldy, begin, end, p.row_to_output);
     }
@@ -112,10 +108,9 @@ void packed_matmul_group(std::span<const PackedProduct> group, const float* x, i
 }
 
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
-                   ActivationMode mode, const int32_t* row_to_output, const Int8Activations* x_int8,
-                   Isa isa) {
+                   ActivationMode mode, const int32_t* row_to_output, Isa isa) {
   const PackedProduct product{&w, y, ldy, row_to_output, mode};
-  packed_matmul_group(std::span(&product, 1), x, n_tokens, x_int8, isa);
+  packed_matmul_group(std::span(&product, 1), x, n_tokens, isa);
 }
 
 }  // namespace mpq

@@ -105,14 +105,12 @@ struct PackedProduct {
 // dealt out to the OpenMP threads as one sequence cut by weight bytes, and int8 activations are
 // quantized once for all of them: a layer's q/k/v (or gate/up, or the two channel sets of a
 // split layer) cost one fork and one quantization instead of one per matrix. Small work stays
-// on the calling thread (kernel/threads.h). `x_int8` may pass activations already quantized
-// (group size 128); nullptr quantizes x here when a product needs it.
+// on the calling thread (kernel/threads.h).
 void packed_matmul_group(std::span<const PackedProduct> group, const float* x, int64_t n_tokens,
-                         const Int8Activations* x_int8 = nullptr, Isa isa = best_isa());
+                         Isa isa = best_isa());
 
 // One product: y[n_tokens, ldy] = x · Wᵀ over all rows of `w` (packed_matmul_group of one).
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
-                   ActivationMode mode, const int32_t* row_to_output = nullptr,
-                   const Int8Activations* x_int8 = nullptr, Isa isa = best_isa());
+                   ActivationMode mode, const int32_t* row_to_output = nullptr, Isa isa = best_isa());
 
 }  // namespace mpq

@@ -347,10 +347,10 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
   }
 }
 
-// The same silu as the forward pass (ops::swiglu: exp_approx), so both compute the same h.
+// Out of place through the forward pass's own SwiGLU, so both compute the same h.
 void swiglu(const float* g, const float* u, float* h, int64_t count) {
-#pragma omp parallel for simd if (count > 65536)
-  for (int64_t i = 0; i < count; ++i) h[i] = g[i] / (1.f + exp_approx(-g[i])) * u[i];
+  std::copy_n(g, count, h);
+  ops::swiglu(h, u, count);
 }
 
 // silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 - σ(g))).

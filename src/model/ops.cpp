@@ -78,12 +78,7 @@ void causal_softmax(float* scores, int64_t rows, int64_t n_keys, int64_t n_past,
     const int64_t oldest = window > 0 ? std::max<int64_t>(0, visible - window) : 0;
     float max_score = -std::numeric_limits<float>::infinity();
     for (int64_t j = oldest; j < visible; ++j) max_score = std::max(max_score, row[j]);
-    double sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = oldest; j < visible; ++j) {
-      row[j] = exp_approx(row[j] - max_score);
-      sum += row[j];
-    }
+    const double sum = exp_shifted_sum(row + oldest, visible - oldest, max_score);
     const float inv = static_cast<float>(1.0 / sum);
     for (int64_t j = 0; j < oldest; ++j) row[j] = 0.f;
     for (int64_t j = oldest; j < visible; ++j) row[j] *= inv;
