@@ -29,7 +29,8 @@ plan_and_eval() {  # name, sensitivity file, plan args...
 }
 # ~8 bpw: importance tiers (bf16 / fp8 per channel / nvfp4) vs uniform fp8_e4m3_channel.
 plan_and_eval tiers-8 "$SENS/all.json" --method tiers --bits 8
-plan_and_eval tiers-7 "$SENS/all.json" --method tiers --bits 7
+# Cheaper tier plans: does any move fewer bytes than FP8 at FP8's accuracy?
+for bits in 7.75 7.5 7.25 7; do plan_and_eval "tiers-$bits" "$SENS/all.json" --method tiers --bits "$bits"; done
 # ~4.5 bpw: knapsack over every format, MixLLM channels (int8 / int4_g128), llama.cpp's rule vs int4_g128.
 plan_and_eval knapsack-4.5 "$SENS/all.json" --method knapsack --bits 4.5 --cost fisher
 plan_and_eval channels-4.5 "$SENS/all.json" --method channels --bits 4.5

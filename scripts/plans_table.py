@@ -7,7 +7,7 @@ import sys
 
 plans, base = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 GROUPS = [
-    ("≈ 8 bpw", ["tiers-8", "tiers-7"], ["fp8_e4m3_channel-rtn", "int8_channel-rtn"]),
+    ("≈ 8 bpw", ["tiers-8", "tiers-7.75", "tiers-7.5", "tiers-7.25", "tiers-7"], ["fp8_e4m3_channel-rtn", "int8_channel-rtn"]),
     ("≈ 4.5 bpw", ["knapsack-4.5", "channels-4.5", "rule", "int4_g64-rtn", "int4_g32-rtn"],
      ["int4_g128-rtn", "int4_g128-gptq"]),
     ("≈ 3 bpw", ["bqp-3", "knapsack-3-kld", "knapsack-3-fisher", "int3_g64-rtn"], ["int3_g128-rtn", "int2_g64-rtn"]),
