@@ -124,47 +124,121 @@ TEST(KernelSwiglu, EveryIsaMatchesTheScalarReference) {
 // from fp32 rounding (ε = 2^-24): each score s_j = scale·(q·k_j) is off by at most
 // δ = scale·hd·ε·max_j Σ|q·k_j| + 2ε·max|s|; the shift by the max and exp add about as much again
 // and two ε each (exp_approx of the vector paths is within 2ε, fast_exp.h), so every p_j is off
-// by a relative 4δ + 6ε at most; the weighted sum of n_keys values adds n_keys·ε. Hence
-// |out_d − exact_d| ≤ (4δ + (n_keys + 10)·ε) · Σ_j p_j·|v_jd|. Key counts cover the AVX-512
-// kernels' blocks of 16 keys with and without a tail, head sizes 64 and 128 (those kernels) and
-// others (the generic body).
-TEST(KernelAttention, EveryIsaMatchesTheExactSoftmaxSum) {
+// by a relative 4δ + 6ε at most; the weighted sum of n_keys values adds n_keys·ε, merging
+// partial sums (rescaled by exp of their max's difference, one more product each) another 4ε.
+// Hence |out_d − exact_d| ≤ (4δ + (n_keys + 14)·ε) · Σ_j p_j·|v_jd|. Key counts cover the
+// AVX-512 kernels' blocks of 16 keys with and without a tail, head sizes 64 and 128 (those
+// kernels) and others (the generic body), and 1-5 query heads sharing the keys (GQA groups: the
+// AVX-512 kernels run up to 4 heads of size 64, or 2 of size 128, in one pass).
+namespace {
+
+struct AttentionCase {
+  int64_t n_keys;
+  int head_dim;
+  int n_heads;
+};
+
+// Checks out[a * hd + d] (n_heads query heads over the same keys) against the exact sums.
+void expect_exact_attention(const AttentionCase& c, int64_t stride, const std::vector<float>& q,
+                            const std::vector<float>& k, const std::vector<float>& v, float scale,
+                            const std::vector<float>& out) {
   constexpr double kEps = 1.0 / (1 << 24);
+  const int hd = c.head_dim;
+  for (int a = 0; a < c.n_heads; ++a) {
+    std::vector<double> s(c.n_keys), p(c.n_keys);
+    double max_s = -1e300, max_abs_dot = 0, max_abs_s = 0;
+    for (int64_t j = 0; j < c.n_keys; ++j) {
+      double dot = 0, abs_dot = 0;
+      for (int d = 0; d < hd; ++d) {
+        dot += static_cast<double>(q[a * hd + d]) * k[j * stride + d];
+        abs_dot += std::fabs(static_cast<double>(q[a * hd + d]) * k[j * stride + d]);
+      }
+      s[j] = scale * dot;
+      max_s = std::max(max_s, s[j]);
+      max_abs_dot = std::max(max_abs_dot, abs_dot);
+      max_abs_s = std::max(max_abs_s, std::fabs(s[j]));
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < c.n_keys; ++j) sum += p[j] = std::exp(s[j] - max_s);
+    for (double& pj : p) pj /= sum;
+    const double delta = scale * hd * kEps * max_abs_dot + 2 * kEps * max_abs_s;
+    for (int d = 0; d < hd; ++d) {
+      double exact = 0, weight = 0;
+      for (int64_t j = 0; j < c.n_keys; ++j) {
+        exact += p[j] * v[j * stride + d];
+        weight += p[j] * std::fabs(v[j * stride + d]);
+      }
+      EXPECT_LE(std::fabs(out[a * hd + d] - exact), (4 * delta + (c.n_keys + 14) * kEps) * weight)
+          << "head " << a << " d " << d;
+    }
+  }
+}
+
+const AttentionCase kAttentionCases[] = {{1, 64, 1},  {16, 64, 3},  {129, 64, 1}, {129, 64, 3}, {129, 64, 5},
+                                         {37, 17, 2}, {300, 128, 1}, {47, 128, 3}, {5, 3, 1}};
+
+}  // namespace
+
+TEST(KernelAttention, EveryIsaMatchesTheExactSoftmaxSum) {
   for (mpq::Isa isa : {mpq::Isa::Scalar, mpq::Isa::Avx2, mpq::Isa::Avx512}) {
     if (!mpq::cpu_supports(isa)) continue;
-    for (auto [n_keys, hd] : {std::pair<int64_t, int>{1, 64}, {16, 64}, {129, 64}, {37, 17}, {300, 128}, {47, 128}, {5, 3}}) {
-      SCOPED_TRACE(std::string(mpq::isa_name(isa)) + " keys " + std::to_string(n_keys) + " hd " + std::to_string(hd));
-      const int64_t stride = hd + 5;  // rows of a wider cache, as in GQA
-      const auto q = mpq::test::gaussian(hd, 21);
-      const auto k = mpq::test::gaussian(n_keys * stride, 22);
-      const auto v = mpq::test::gaussian(n_keys * stride, 23);
+    for (const AttentionCase& c : kAttentionCases) {
+      SCOPED_TRACE(std::string(mpq::isa_name(isa)) + " keys " + std::to_string(c.n_keys) + " hd " +
+                   std::to_string(c.head_dim) + " heads " + std::to_string(c.n_heads));
+      const int hd = c.head_dim;
+      const int64_t stride = hd + 5;  // rows of a wider buffer
+      const auto q = mpq::test::gaussian(c.n_heads * hd, 21);
+      const auto k = mpq::test::gaussian(c.n_keys * stride, 22);
+      const auto v = mpq::test::gaussian(c.n_keys * stride, 23);
       const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      std::vector<float> scores(n_keys), out(hd);
-      mpq::attend_row(isa, q.data(), k.data(), v.data(), stride, n_keys, hd, scale, scores.data(), out.data());
-      std::vector<double> s(n_keys), p(n_keys);
-      double max_s = -1e300, max_abs_dot = 0, max_abs_s = 0;
-      for (int64_t j = 0; j < n_keys; ++j) {
-        double dot = 0, abs_dot = 0;
-        for (int d = 0; d < hd; ++d) {
-          dot += static_cast<double>(q[d]) * k[j * stride + d];
-          abs_dot += std::fabs(static_cast<double>(q[d]) * k[j * stride + d]);
+      std::vector<float> out(c.n_heads * hd);
+      if (c.n_heads == 1) {
+        std::vector<float> scores(c.n_keys);
+        mpq::attend_row(isa, q.data(), k.data(), v.data(), stride, c.n_keys, hd, scale, scores.data(), out.data());
+      } else {  // the heads together, normalized through merge_partials (one part each)
+        std::vector<float> scores(c.n_heads * c.n_keys), acc(c.n_heads * hd);
+        std::vector<mpq::AttentionPartial> parts(c.n_heads);
+        mpq::attend_partial(isa, q.data(), c.n_heads, k.data(), v.data(), stride, c.n_keys, hd, scale,
+                            scores.data(), acc.data(), parts.data());
+        for (int a = 0; a < c.n_heads; ++a) {
+          mpq::merge_partials(&parts[a], 1, 1, &acc[a * hd], hd, hd, &out[a * hd]);
         }
-        s[j] = scale * dot;
-        max_s = std::max(max_s, s[j]);
-        max_abs_dot = std::max(max_abs_dot, abs_dot);
-        max_abs_s = std::max(max_abs_s, std::fabs(s[j]));
       }
-      double sum = 0;
-      for (int64_t j = 0; j < n_keys; ++j) sum += p[j] = std::exp(s[j] - max_s);
-      for (double& pj : p) pj /= sum;
-      const double delta = scale * hd * kEps * max_abs_dot + 2 * kEps * max_abs_s;
-      for (int d = 0; d < hd; ++d) {
-        double exact = 0, weight = 0;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          exact += p[j] * v[j * stride + d];
-          weight += p[j] * std::fabs(v[j * stride + d]);
+      expect_exact_attention(c, stride, q, k, v, scale, out);
+    }
+  }
+}
+
+// Keys split into stretches (as threads split a decode step's keys), some of them empty, merged
+// back: the same bound as one pass.
+TEST(KernelAttention, PartialSumsOfKeyStretchesMergeToTheWholeSoftmax) {
+  for (mpq::Isa isa : {mpq::Isa::Scalar, mpq::Isa::Avx2, mpq::Isa::Avx512}) {
+    if (!mpq::cpu_supports(isa)) continue;
+    for (const AttentionCase& c : kAttentionCases) {
+      for (int n_parts : {2, 3, 7}) {
+        SCOPED_TRACE(std::string(mpq::isa_name(isa)) + " keys " + std::to_string(c.n_keys) + " hd " +
+                     std::to_string(c.head_dim) + " heads " + std::to_string(c.n_heads) + " parts " +
+                     std::to_string(n_parts));
+        const int hd = c.head_dim, heads = c.n_heads;
+        const int64_t stride = hd;
+        const auto q = mpq::test::gaussian(heads * hd, 31);
+        const auto k = mpq::test::gaussian(c.n_keys * stride, 32);
+        const auto v = mpq::test::gaussian(c.n_keys * stride, 33);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        // Part p of head a at p * heads + a, as the decode step lays them out.
+        std::vector<mpq::AttentionPartial> parts(n_parts * heads);
+        std::vector<float> accs(parts.size() * hd), scores(heads * c.n_keys), out(heads * hd);
+        for (int p = 0; p < n_parts; ++p) {
+          // Uneven stretches, the first of them empty when there are more parts than keys.
+          const int64_t begin = c.n_keys * p * p / (n_parts * n_parts);
+          const int64_t end = c.n_keys * (p + 1) * (p + 1) / (n_parts * n_parts);
+          mpq::attend_partial(isa, q.data(), heads, k.data() + begin * stride, v.data() + begin * stride, stride,
+                              end - begin, hd, scale, scores.data(), &accs[p * heads * hd], &parts[p * heads]);
         }
-        EXPECT_LE(std::fabs(out[d] - exact), (4 * delta + (n_keys + 10) * kEps) * weight) << "d " << d;
+        for (int a = 0; a < heads; ++a) {
+          mpq::merge_partials(&parts[a], n_parts, heads, &accs[a * hd], heads * hd, hd, &out[a * hd]);
+        }
+        expect_exact_attention(c, stride, q, k, v, scale, out);
       }
     }
   }

@@ -172,12 +172,15 @@ struct DecoderLayer {
 // ---------------------------------------------------------------------------------------------
 // KV cache and batches
 
-// Keys and values of one sequence, for every layer: k[layer] is [capacity, kv_dim] row-major.
+// Keys and values of one sequence, for every layer: k[layer] is [n_kv_heads, capacity, head_dim]
+// row-major, each KV head's keys in one block, so that a decode step's attention reads every
+// head's keys (and values) as one sequential stream, which the hardware prefetchers follow,
+// instead of a strided piece of every position's row.
 struct KVCache {
   int capacity = 0;                   // positions it can hold
   int n_past = 0;                     // positions filled
-  std::vector<std::vector<float>> k;  // per layer, [capacity * kv_dim]
-  std::vector<std::vector<float>> v;  // per layer, [capacity * kv_dim]
+  std::vector<std::vector<float>> k;  // per layer, [n_kv_heads * capacity * head_dim]
+  std::vector<std::vector<float>> v;  // per layer, [n_kv_heads * capacity * head_dim]
 };
 
 // One sequence's part of a batch: `n_tokens` new tokens appended after cache->n_past.

@@ -12,7 +12,6 @@
 
 #include "mpq/error.h"
 #include "kernel/attention.h"
-#include "kernel/threads.h"
 #include "model/moe.h"
 #include "model/ops.h"
 #include "mpq/model.h"
@@ -21,41 +20,16 @@ namespace mpq {
 namespace {
 
 // Causal attention of one sequence's new tokens against its cache (which already holds their
-// keys/values). q and out are [n_new, q_dim] with row stride q_dim; the cache rows have stride
-// kv_dim. Heads sharing a KV head (GQA) read the same cache columns.
-// The same for a few new tokens (decode): per query row and head, kernel/attention.h over the
-// visible keys. Heads run on all threads when the workers spin (a cheap fork, kernel/threads.h)
-// or the context is long.
-void attend_few(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
-                const float* v_cache, float* out) {
-  const int hd = c.head_dim;
-  const int64_t n_keys = n_past + n_new;
-  const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t kv_dim = c.kv_dim(), q_dim = c.q_dim();
-  const Isa isa = best_isa();
-  const int64_t work = n_new * n_keys * c.n_heads * hd;
-#pragma omp parallel if (c.n_heads > 1 && work > (omp_workers_spin() ? 1 << 14 : 1 << 20))
-  {
-    std::vector<float> scores(n_keys);
-#pragma omp for schedule(static)
-    for (int h = 0; h < c.n_heads; ++h) {
-      const int64_t kv = h / group;
-      for (int64_t i = 0; i < n_new; ++i) {
-        // Query i sits at position n_past + i: it sees keys [oldest, n_past + i].
-        const int64_t visible = n_past + i + 1;
-        const int64_t oldest = c.sliding_window > 0 ? std::max<int64_t>(0, visible - c.sliding_window) : 0;
-        attend_row(isa, q + i * q_dim + h * hd, k_cache + oldest * kv_dim + kv * hd,
-                   v_cache + oldest * kv_dim + kv * hd, kv_dim, visible - oldest, hd, scale, scores.data(),
-                   out + i * q_dim + h * hd);
-      }
-    }
-  }
-}
-
+// keys/values). q and out are [n_new, q_dim] with row stride q_dim; KV head g's keys are the
+// rows of k_cache + g * head_stride, head_dim floats each (KVCache). Heads sharing a KV head
+// (GQA) read the same block. A few new tokens (decode) go through kernel/attention.h; longer
+// batches through two sgemm calls per head (scores, then values).
 void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
-            const float* v_cache, float* out) {
-  if (n_new <= 4) return attend_few(c, q, n_new, n_past, k_cache, v_cache, out);
+            const float* v_cache, int64_t head_stride, float* out) {
+  if (n_new <= 4) {  // decode: kernel/attention.h
+    const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window};
+    return attend_decode(best_isa(), shape, q, n_new, n_past, k_cache, v_cache, head_stride, out);
+  }
   const int hd = c.head_dim;
   const int n_keys = n_past + static_cast<int>(n_new);
   const int group = c.n_heads / c.n_kv_heads;
@@ -70,13 +44,13 @@ void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, con
       const int kv = h / group;
       // scores[i, j] = scale * q_i · k_j
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_new, n_keys, hd, scale, q + h * hd,
-                  c.q_dim(), k_cache + kv * hd, c.kv_dim(), 0.f, scores.data(), n_keys);
+                  c.q_dim(), k_cache + kv * head_stride, hd, 0.f, scores.data(), n_keys);
       // Causal softmax: query i sits at position n_past + i and sees keys 0..n_past + i (only the
       // latest `sliding_window` of them with a sliding window).
       ops::causal_softmax(scores.data(), n_new, n_keys, n_past, c.sliding_window);
       // out_h = P · V_kv
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_new, hd, n_keys, 1.f, scores.data(),
-                  n_keys, v_cache + kv * hd, c.kv_dim(), 0.f, out + h * hd, c.q_dim());
+                  n_keys, v_cache + kv * head_stride, hd, 0.f, out + h * hd, c.q_dim());
     }
   }
 }
@@ -169,11 +143,18 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
     const size_t cache_floats = static_cast<size_t>(cache.capacity) * c.kv_dim();
     if (cache.k[l].size() != cache_floats) cache.k[l].resize(cache_floats);
     if (cache.v[l].size() != cache_floats) cache.v[l].resize(cache_floats);
-    const size_t row0 = static_cast<size_t>(cache.n_past) * c.kv_dim();
-    std::copy_n(&k[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.k[l][row0]);
-    std::copy_n(&v[start * c.kv_dim()], seq.n_tokens * c.kv_dim(), &cache.v[l][row0]);
-    attend(c, &q[start * c.q_dim()], seq.n_tokens, cache.n_past, cache.k[l].data(),
-           cache.v[l].data(), &att[start * c.q_dim()]);
+    // Token t's key for KV head g goes to row n_past + t of head g's block (KVCache layout).
+    const int64_t head_stride = static_cast<int64_t>(cache.capacity) * c.head_dim;
+    for (int t = 0; t < seq.n_tokens; ++t) {
+      for (int g = 0; g < c.n_kv_heads; ++g) {
+        const int64_t from = (start + t) * c.kv_dim() + g * c.head_dim;
+        const int64_t to = g * head_stride + static_cast<int64_t>(cache.n_past + t) * c.head_dim;
+        std::copy_n(&k[from], c.head_dim, &cache.k[l][to]);
+        std::copy_n(&v[from], c.head_dim, &cache.v[l][to]);
+      }
+    }
+    attend(c, &q[start * c.q_dim()], seq.n_tokens, cache.n_past, cache.k[l].data(), cache.v[l].data(),
+           head_stride, &att[start * c.q_dim()]);
     start += seq.n_tokens;
   }
   hook(LinearKind::O, att.data(), c.q_dim());
