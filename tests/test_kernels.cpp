@@ -8,8 +8,10 @@
 #include "kernel/attention.h"
 #include "kernel/fast_exp.h"
 #include "kernel/gemv_f32.h"
+#include "kernel/half.h"
 #include "kernel/matmul_f32.h"
 #include "kernel/swiglu.h"
+#include "format/dtype.h"
 #include "test_util.h"
 
 namespace {
@@ -240,6 +242,72 @@ TEST(KernelAttention, PartialSumsOfKeyStretchesMergeToTheWholeSoftmax) {
         }
         expect_exact_attention(c, stride, q, k, v, scale, out);
       }
+    }
+  }
+}
+
+// fp32 <-> half rows: every path gives the scalar reference's bits (format/dtype.h, round to
+// nearest even), on a length that is not a multiple of 8 or 16, over ordinary values, values that
+// round to half subnormals, ties, the largest half, values beyond it (to inf), ±0 and ±inf; the
+// way back is exact for every one of the 2^16 halves but NaNs (their payload may differ).
+TEST(KernelHalf, EveryIsaMatchesTheScalarConversions) {
+  auto x = mpq::test::gaussian(1013, 41);
+  for (int64_t i = 0; i < 200; ++i) x[i] *= 1e-6f;  // half subnormals (below 6.1e-5)
+  const float edges[] = {0.f, -0.f, 65504.f, -65504.f, 65520.f, 1e6f, -1e6f, INFINITY, -INFINITY,
+                         1.f + 0x1p-11f, 1.f + 3 * 0x1p-11f, 0x1p-25f, 0x1p-24f, 0x1.8p-24f};
+  for (size_t e = 0; e < std::size(edges); ++e) x[x.size() - 1 - e] = edges[e];
+  std::vector<uint16_t> reference(x.size());
+  mpq::f32_to_f16_row(mpq::Isa::Scalar, x.data(), static_cast<int64_t>(x.size()), reference.data());
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(reference[i], mpq::f32_to_f16(x[i])) << i;
+  std::vector<uint16_t> all_halves;
+  for (uint32_t h = 0; h < 65536; ++h) {
+    if (!std::isnan(mpq::f16_to_f32(static_cast<uint16_t>(h)))) all_halves.push_back(static_cast<uint16_t>(h));
+  }
+  for (mpq::Isa isa : {mpq::Isa::Avx2, mpq::Isa::Avx512}) {
+    if (!mpq::cpu_supports(isa)) continue;
+    SCOPED_TRACE(mpq::isa_name(isa));
+    std::vector<uint16_t> h(x.size());
+    mpq::f32_to_f16_row(isa, x.data(), static_cast<int64_t>(x.size()), h.data());
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(h[i], reference[i]) << "x " << x[i];
+    std::vector<float> back(all_halves.size());
+    mpq::f16_to_f32_row(isa, all_halves.data(), static_cast<int64_t>(all_halves.size()), back.data());
+    for (size_t i = 0; i < all_halves.size(); ++i) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(back[i]), std::bit_cast<uint32_t>(mpq::f16_to_f32(all_halves[i])))
+          << "half " << all_halves[i];
+    }
+  }
+}
+
+// Attention over a half cache gives, bit for bit, what the same path gives over an fp32 cache
+// holding the same (rounded) values: the AVX-512 kernels convert as they load, the other paths
+// widen first; the arithmetic after the conversion is the same.
+TEST(KernelAttention, HalfCacheEqualsFp32CacheOfTheRoundedValues) {
+  for (mpq::Isa isa : {mpq::Isa::Scalar, mpq::Isa::Avx2, mpq::Isa::Avx512}) {
+    if (!mpq::cpu_supports(isa)) continue;
+    for (const AttentionCase& c : kAttentionCases) {
+      SCOPED_TRACE(std::string(mpq::isa_name(isa)) + " keys " + std::to_string(c.n_keys) + " hd " +
+                   std::to_string(c.head_dim) + " heads " + std::to_string(c.n_heads));
+      const int hd = c.head_dim;
+      const int64_t stride = hd + 3, n = c.n_keys * stride;
+      const auto q = mpq::test::gaussian(c.n_heads * hd, 51);
+      auto k = mpq::test::gaussian(n, 52), v = mpq::test::gaussian(n, 53);
+      std::vector<uint16_t> k16(n), v16(n);
+      mpq::f32_to_f16_row(mpq::Isa::Scalar, k.data(), n, k16.data());
+      mpq::f32_to_f16_row(mpq::Isa::Scalar, v.data(), n, v16.data());
+      mpq::f16_to_f32_row(mpq::Isa::Scalar, k16.data(), n, k.data());
+      mpq::f16_to_f32_row(mpq::Isa::Scalar, v16.data(), n, v.data());
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      std::vector<float> scores(c.n_heads * c.n_keys), acc32(c.n_heads * hd), acc16(c.n_heads * hd);
+      std::vector<mpq::AttentionPartial> parts32(c.n_heads), parts16(c.n_heads);
+      mpq::attend_partial(isa, q.data(), c.n_heads, k.data(), v.data(), stride, c.n_keys, hd, scale,
+                          scores.data(), acc32.data(), parts32.data());
+      mpq::attend_partial(isa, q.data(), c.n_heads, k16.data(), v16.data(), stride, c.n_keys, hd, scale,
+                          scores.data(), acc16.data(), parts16.data());
+      for (int a = 0; a < c.n_heads; ++a) {
+        EXPECT_EQ(parts16[a].max_score, parts32[a].max_score);
+        EXPECT_EQ(parts16[a].sum, parts32[a].sum);
+      }
+      for (size_t i = 0; i < acc32.size(); ++i) ASSERT_EQ(acc16[i], acc32[i]) << i;
     }
   }
 }

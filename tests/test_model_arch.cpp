@@ -3,6 +3,7 @@
 // to a temp dir, loaded with mpq::load_model, and compared with a plain double-precision
 // reference forward pass written here from the Hugging Face definitions, independent of
 // src/model.
+#include "format/dtype.h"
 #include "test_util.h"
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -379,6 +380,42 @@ TEST_F(ModelArchCache, TokenByTokenMatchesFullSequence) {
     EXPECT_LT(rel_diff(cache.k[l], full_cache.k[l]), kSameTol);
     EXPECT_LT(rel_diff(cache.v[l], full_cache.v[l]), kSameTol);
   }
+}
+
+// An F16 cache: decoding token by token (the decode kernels read the halves) against one prompt
+// pass (sgemm over the widened halves), and against an fp32 cache. Bound: each key and value is
+// rounded by at most 2^-11 relative, which moves a score q·k/√d by at most 2^-11 of Σ|q_d k_d|
+// (≤ |q|·|k|, O(1) here) and an output by 2^-11 of the values it averages; through the two layers
+// and the head that stays within a few times 2^-11 of the logits' scale: 4 · 2^-11. The two F16
+// runs' caches differ by less: their fp32 keys differ only by summation order (kSameTol of the
+// largest value), and where that crosses a rounding boundary by one half ulp (2^-10 relative).
+TEST_F(ModelArchCache, F16CacheTokenByTokenMatchesFullSequenceAndStaysNearF32) {
+  constexpr double kHalfRounding = 1.0 / 2048;  // 2^-11
+  const auto tokens = make_tokens(13, 61);
+  KVCache f32_cache = model_.make_cache(16, KvCacheType::F32);
+  const std::vector<float> f32_logits = model_.forward_all(tokens, f32_cache);
+  KVCache full_cache = model_.make_cache(16, KvCacheType::F16);
+  EXPECT_TRUE(full_cache.k.empty());
+  const std::vector<float> full = model_.forward_all(tokens, full_cache);
+  KVCache cache = model_.make_cache(16, KvCacheType::F16);
+  std::vector<float> stepwise;
+  for (int32_t token : tokens) {
+    const std::vector<float> row = model_.forward_all(std::span(&token, 1), cache);
+    stepwise.insert(stepwise.end(), row.begin(), row.end());
+  }
+  EXPECT_LT(rel_diff(stepwise, full), 4 * kHalfRounding);
+  auto widen = [](const std::vector<uint16_t>& halves) {
+    std::vector<float> out(halves.size());
+    for (size_t i = 0; i < halves.size(); ++i) out[i] = mpq::f16_to_f32(halves[i]);
+    return out;
+  };
+  for (int l = 0; l < 2; ++l) {  // relative to each layer's largest value
+    EXPECT_LT(rel_diff(widen(cache.k16[l]), widen(full_cache.k16[l])), 2 * kHalfRounding + kSameTol);
+    EXPECT_LT(rel_diff(widen(cache.v16[l]), widen(full_cache.v16[l])), 2 * kHalfRounding + kSameTol);
+  }
+  const double diff = rel_diff(full, f32_logits);
+  EXPECT_LT(diff, 4 * kHalfRounding);
+  EXPECT_GT(diff, 0.0);  // the halves did round something
 }
 
 TEST_F(ModelArchCache, ChunkedPrefillMatchesFullSequence) {

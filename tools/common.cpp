@@ -26,6 +26,9 @@ void add_model_args(CLI::App& app, ModelArgs& args) {
                  "activations of packed integer weights: fp32 (default) or int8 (per token and "
                  "128 values)")
       ->check(CLI::IsMember({"fp32", "int8"}));
+  app.add_option("--kv-cache", args.kv_cache,
+                 "KV cache element type: f32 (default) or f16 (half the bytes per decoded token)")
+      ->check(CLI::IsMember({"f32", "f16"}));
 }
 
 RuntimeOptions runtime_options(const ModelArgs& args) {
@@ -34,9 +37,12 @@ RuntimeOptions runtime_options(const ModelArgs& args) {
         "expected packed or decoded, got '" + args.runtime + "'");
   check(args.activations == "fp32" || args.activations == "int8", "--act",
         "expected fp32 or int8, got '" + args.activations + "'");
+  check(args.kv_cache == "f32" || args.kv_cache == "f16", "--kv-cache",
+        "expected f32 or f16, got '" + args.kv_cache + "'");
   RuntimeOptions runtime;
   runtime.packed = args.runtime == "packed";
   runtime.int8_activations = args.activations == "int8";
+  runtime.kv_cache = args.kv_cache == "f16" ? KvCacheType::F16 : KvCacheType::F32;
   return runtime;
 }
 

@@ -18,12 +18,14 @@ struct ModelArgs {
   std::string runtime = "packed";  // --runtime: "packed" (from packed weights) or "decoded"
                                    // (through a decoded fp32 copy, the fake-quant reference)
   std::string activations = "fp32";  // --act: "fp32" or "int8" (packed integer formats)
+  std::string kv_cache = "f32";      // --kv-cache: "f32" or "f16"
 };
 
-// Adds MODEL, --tokenizer, --threads, --runtime and --act to `app`.
+// Adds MODEL, --tokenizer, --threads, --runtime, --act and --kv-cache to `app`.
 void add_model_args(CLI::App& app, ModelArgs& args);
 
-// LoadOptions::runtime as --runtime and --act ask (they apply to quantized Linear weights only).
+// LoadOptions::runtime as --runtime, --act (both for quantized Linear weights only) and
+// --kv-cache ask.
 RuntimeOptions runtime_options(const ModelArgs& args);
 
 // Applies --threads and loads the model.

@@ -93,6 +93,12 @@ class LinearWeights {
 };
 
 // How quantized weights run.
+// Element type of the KV cache.
+enum class KvCacheType : uint8_t {
+  F32,  // fp32: the reference arithmetic
+  F16,  // IEEE half: half the bytes a decode step reads (keys and values rounded to 11 bits)
+};
+
 struct RuntimeOptions {
   // true: straight from weights packed for the CPU kernels (kernel/packed.h), resident memory
   // about the packed size; false: through a decoded fp32 copy and sgemm ("fake quantization",
@@ -101,6 +107,8 @@ struct RuntimeOptions {
   // Packed integer formats only: quantize activations to int8 per token and per 128 values
   // (W8A8 / W4A8 with integer dot products); other formats ignore it.
   bool int8_activations = false;
+  // What Model::make_cache allocates by default.
+  KvCacheType kv_cache = KvCacheType::F32;
 };
 
 // Dense fp32 weights; the product goes through sgemm (OpenBLAS). The storage can be shared (the
@@ -175,12 +183,16 @@ struct DecoderLayer {
 // Keys and values of one sequence, for every layer: k[layer] is [n_kv_heads, capacity, head_dim]
 // row-major, each KV head's keys in one block, so that a decode step's attention reads every
 // head's keys (and values) as one sequential stream, which the hardware prefetchers follow,
-// instead of a strided piece of every position's row.
+// instead of a strided piece of every position's row. An F32 cache fills k and v, an F16 cache
+// k16 and v16 (IEEE half bits, same layout); the other pair stays empty.
 struct KVCache {
-  int capacity = 0;                   // positions it can hold
-  int n_past = 0;                     // positions filled
-  std::vector<std::vector<float>> k;  // per layer, [n_kv_heads * capacity * head_dim]
-  std::vector<std::vector<float>> v;  // per layer, [n_kv_heads * capacity * head_dim]
+  int capacity = 0;                        // positions it can hold
+  int n_past = 0;                          // positions filled
+  KvCacheType type = KvCacheType::F32;     // which pair below holds the values
+  std::vector<std::vector<float>> k;       // F32: per layer, [n_kv_heads * capacity * head_dim]
+  std::vector<std::vector<float>> v;       // F32: per layer, the values, same shape
+  std::vector<std::vector<uint16_t>> k16;  // F16: per layer, [n_kv_heads * capacity * head_dim]
+  std::vector<std::vector<uint16_t>> v16;  // F16: per layer, the values, same shape
 };
 
 // One sequence's part of a batch: `n_tokens` new tokens appended after cache->n_past.
@@ -204,7 +216,7 @@ struct BatchPlan {
 struct LoadOptions {
   std::string tokenizer_path;  // for llama2.c checkpoints (tokenizer .bin); optional otherwise
   bool need_tokenizer = true;  // fail when no tokenizer can be found
-  RuntimeOptions runtime;      // how quantized Linear weights run
+  RuntimeOptions runtime;      // how quantized Linear weights run, and the KV cache type
 };
 
 // One entry of `mpq info`'s tensor list: as stored in the source file.
@@ -227,6 +239,7 @@ class Model {
   std::vector<float> final_norm;   // [dim]
   Linear lm_head;                  // [vocab, dim]; views `embedding` when tied
   std::unique_ptr<Tokenizer> tokenizer;  // may be null when LoadOptions::need_tokenizer is false
+  KvCacheType kv_cache_type = KvCacheType::F32;  // make_cache's default (LoadOptions::runtime)
 
   Model();
   ~Model();
@@ -244,7 +257,10 @@ class Model {
   // The embedding of `token` (0 <= token < vocab) into out[dim].
   void embedding_row(int32_t token, float* out) const;
 
+  // A cache of `capacity` positions for every layer, of the type LoadOptions::runtime asked for
+  // (kv_cache_type), or of `type`.
   KVCache make_cache(int capacity) const;
+  KVCache make_cache(int capacity, KvCacheType type) const;
 
   // Runs the new tokens of every sequence through the model (their Linear layers batched
   // together), appends their keys/values to the caches and returns logits for the rows listed

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
 
 #include "kernel/fast_exp.h"
+#include "kernel/half.h"
 #include "kernel/threads.h"
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge source of their
@@ -83,19 +85,27 @@ MPQ_AVX512_INLINE __m512 sum_lanes_16(__m512 (&part)[16]) {
 }
 
 // The 16 lane-wise partial sums of q · k_j (head_dim = 16 · kVecs).
-template <int kVecs>
-MPQ_AVX512_INLINE __m512 key_partials(const __m512 (&qv)[kVecs], const float* kj) {
-  __m512 a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
-  for (int c = 1; c < kVecs; ++c) a = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kj + 16 * c), a);
+// 16 cache values as fp32: floats, or halves converted (vcvtph2ps, exact).
+MPQ_AVX512_INLINE __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+MPQ_AVX512_INLINE __m512 load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <int kVecs, class T>
+MPQ_AVX512_INLINE __m512 key_partials(const __m512 (&qv)[kVecs], const T* kj) {
+  __m512 a = _mm512_mul_ps(qv[0], load16(kj));
+  for (int c = 1; c < kVecs; ++c) a = _mm512_fmadd_ps(qv[c], load16(kj + 16 * c), a);
   return a;
 }
 
-// The cache lines of `count` rows of 16 · kVecs floats (rows of one KV head: contiguous when the
+// The cache lines of `count` rows of 16 · kVecs values (rows of one KV head: contiguous when the
 // stride is the row length, as in KVCache).
-template <int kVecs>
-MPQ_AVX512_INLINE void prefetch_block(const float* rows, int64_t stride, int64_t count) {
+template <int kVecs, class T>
+MPQ_AVX512_INLINE void prefetch_block(const T* rows, int64_t stride, int64_t count) {
+  constexpr int kRowBytes = 16 * kVecs * static_cast<int>(sizeof(T));
   for (int64_t i = 0; i < count; ++i) {
-    for (int c = 0; c < kVecs; ++c) _mm_prefetch(reinterpret_cast<const char*>(rows + i * stride + 16 * c), _MM_HINT_T0);
+    const char* row = reinterpret_cast<const char*>(rows + i * stride);
+    for (int b = 0; b < kRowBytes; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
   }
 }
 
@@ -103,8 +113,8 @@ MPQ_AVX512_INLINE void prefetch_block(const float* rows, int64_t stride, int64_t
 // heads of one KV head. The scores of a 16-key block are taken head after head (the block's keys,
 // 4 KB, stay in L1 for the heads after the first); the weighted sums of all the heads advance
 // together, one load of each value row serving every head. kHeads · kVecs <= 16 accumulators.
-template <int kVecs, int kHeads>
-MPQ_AVX512 void attend_avx512_heads(const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys,
+template <int kVecs, int kHeads, class T>
+MPQ_AVX512 void attend_avx512_heads(const float* q, const T* k, const T* v, int64_t stride, int64_t n_keys,
                                     float scale, float* scores, float* acc, AttentionPartial* parts) {
   static_assert(kHeads * kVecs <= 16, "accumulators must fit the register file");
   constexpr int kDim = 16 * kVecs;
@@ -148,9 +158,9 @@ MPQ_AVX512 void attend_avx512_heads(const float* q, const float* k, const float*
   int64_t j = 0;
   for (; j + kChains <= n_keys; j += kChains) {
     for (int ch = 0; ch < kChains; ++ch) {
-      const float* vj = v + (j + ch) * stride;
+      const T* vj = v + (j + ch) * stride;
       __m512 row[kVecs];
-      for (int c = 0; c < kVecs; ++c) row[c] = _mm512_loadu_ps(vj + 16 * c);
+      for (int c = 0; c < kVecs; ++c) row[c] = load16(vj + 16 * c);
       for (int a = 0; a < kHeads; ++a) {
         const __m512 p = _mm512_set1_ps(scores[a * n_keys + j + ch]);
         for (int c = 0; c < kVecs; ++c) sums[ch][a][c] = _mm512_fmadd_ps(p, row[c], sums[ch][a][c]);
@@ -160,7 +170,7 @@ MPQ_AVX512 void attend_avx512_heads(const float* q, const float* k, const float*
   for (; j < n_keys; ++j) {  // kChains = 2 and an odd count: the last key
     for (int a = 0; a < kHeads; ++a) {
       const __m512 p = _mm512_set1_ps(scores[a * n_keys + j]);
-      for (int c = 0; c < kVecs; ++c) sums[0][a][c] = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + j * stride + 16 * c), sums[0][a][c]);
+      for (int c = 0; c < kVecs; ++c) sums[0][a][c] = _mm512_fmadd_ps(p, load16(v + j * stride + 16 * c), sums[0][a][c]);
     }
   }
   for (int a = 0; a < kHeads; ++a) {
@@ -173,8 +183,8 @@ MPQ_AVX512 void attend_avx512_heads(const float* q, const float* k, const float*
 }
 
 // Heads in passes of as many as fit the registers (4 of size 64, 2 of size 128).
-template <int kVecs>
-MPQ_AVX512 void attend_avx512_vecs(const float* q, int n_heads, const float* k, const float* v, int64_t stride,
+template <int kVecs, class T>
+MPQ_AVX512 void attend_avx512_vecs(const float* q, int n_heads, const T* k, const T* v, int64_t stride,
                                    int64_t n_keys, float scale, float* scores, float* acc, AttentionPartial* parts) {
   constexpr int kDim = 16 * kVecs, kMaxHeads = 16 / kVecs;
   for (int a = 0; a < n_heads; a += kMaxHeads) {
@@ -183,28 +193,34 @@ MPQ_AVX512 void attend_avx512_vecs(const float* q, int n_heads, const float* k, 
     float* sa = scores + a * n_keys;
     float* acca = acc + a * kDim;
     if constexpr (kMaxHeads >= 4) {
-      if (heads == 4) { attend_avx512_heads<kVecs, 4>(qa, k, v, stride, n_keys, scale, sa, acca, parts + a); continue; }
-      if (heads == 3) { attend_avx512_heads<kVecs, 3>(qa, k, v, stride, n_keys, scale, sa, acca, parts + a); continue; }
+      if (heads == 4) { attend_avx512_heads<kVecs, 4, T>(qa, k, v, stride, n_keys, scale, sa, acca, parts + a); continue; }
+      if (heads == 3) { attend_avx512_heads<kVecs, 3, T>(qa, k, v, stride, n_keys, scale, sa, acca, parts + a); continue; }
     }
     if (heads == 2) {
-      attend_avx512_heads<kVecs, 2>(qa, k, v, stride, n_keys, scale, sa, acca, parts + a);
+      attend_avx512_heads<kVecs, 2, T>(qa, k, v, stride, n_keys, scale, sa, acca, parts + a);
     } else {
-      attend_avx512_heads<kVecs, 1>(qa, k, v, stride, n_keys, scale, sa, acca, parts + a);
+      attend_avx512_heads<kVecs, 1, T>(qa, k, v, stride, n_keys, scale, sa, acca, parts + a);
     }
   }
 }
 
-MPQ_AVX512 void attend_avx512(const float* q, int n_heads, const float* k, const float* v, int64_t stride,
-                              int64_t n_keys, int head_dim, float scale, float* scores, float* acc,
-                              AttentionPartial* parts) {
-  switch (head_dim) {
-    case 64: return attend_avx512_vecs<4>(q, n_heads, k, v, stride, n_keys, scale, scores, acc, parts);
-    case 128: return attend_avx512_vecs<8>(q, n_heads, k, v, stride, n_keys, scale, scores, acc, parts);
-    default:
-      for (int a = 0; a < n_heads; ++a) {
-        parts[a] = attend_body(q + a * head_dim, k, v, stride, n_keys, head_dim, scale, scores + a * n_keys,
-                               acc + a * head_dim);
-      }
+// Head sizes 64 and 128: the kernels above, for either cache type.
+template <class T>
+MPQ_AVX512 void attend_avx512_sized(const float* q, int n_heads, const T* k, const T* v, int64_t stride,
+                                    int64_t n_keys, int head_dim, float scale, float* scores, float* acc,
+                                    AttentionPartial* parts) {
+  if (head_dim == 64) return attend_avx512_vecs<4>(q, n_heads, k, v, stride, n_keys, scale, scores, acc, parts);
+  attend_avx512_vecs<8>(q, n_heads, k, v, stride, n_keys, scale, scores, acc, parts);
+}
+
+bool has_avx512_kernel(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+MPQ_AVX512 void attend_avx512_generic(const float* q, int n_heads, const float* k, const float* v, int64_t stride,
+                                      int64_t n_keys, int head_dim, float scale, float* scores, float* acc,
+                                      AttentionPartial* parts) {
+  for (int a = 0; a < n_heads; ++a) {
+    parts[a] = attend_body(q + a * head_dim, k, v, stride, n_keys, head_dim, scale, scores + a * n_keys,
+                           acc + a * head_dim);
   }
 }
 
@@ -240,24 +256,95 @@ AttentionPartial attend_scalar(const float* q, const float* k, const float* v, i
   return {max_score, sum};
 }
 
-}  // namespace
-
-void attend_partial(Isa isa, const float* q, int n_heads, const float* k, const float* v, int64_t stride,
-                    int64_t n_keys, int head_dim, float scale, float* scores, float* acc, AttentionPartial* parts) {
+template <class T>
+void attend_partial_impl(Isa isa, const float* q, int n_heads, const T* k, const T* v, int64_t stride,
+                         int64_t n_keys, int head_dim, float scale, float* scores, float* acc,
+                         AttentionPartial* parts) {
   if (n_keys <= 0) {
     std::fill_n(acc, static_cast<int64_t>(n_heads) * head_dim, 0.f);
     std::fill_n(parts, n_heads, AttentionPartial{-INFINITY, 0.0});
     return;
   }
-  switch (isa) {
-    case Isa::Avx512: return attend_avx512(q, n_heads, k, v, stride, n_keys, head_dim, scale, scores, acc, parts);
-    case Isa::Avx2: return attend_avx2(q, n_heads, k, v, stride, n_keys, head_dim, scale, scores, acc, parts);
-    case Isa::Scalar: break;
+  if (isa == Isa::Avx512 && has_avx512_kernel(head_dim)) {
+    return attend_avx512_sized(q, n_heads, k, v, stride, n_keys, head_dim, scale, scores, acc, parts);
   }
-  for (int a = 0; a < n_heads; ++a) {
-    parts[a] = attend_scalar(q + a * head_dim, k, v, stride, n_keys, head_dim, scale, scores + a * n_keys,
-                             acc + a * head_dim);
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    // Paths without a half kernel: widen the keys and values to fp32 rows first (exact), then the
+    // fp32 path. Per thread, reused from call to call.
+    thread_local std::vector<float> keys, values;
+    keys.resize(n_keys * head_dim);
+    values.resize(n_keys * head_dim);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      f16_to_f32_row(isa, k + j * stride, head_dim, &keys[j * head_dim]);
+      f16_to_f32_row(isa, v + j * stride, head_dim, &values[j * head_dim]);
+    }
+    return attend_partial_impl<float>(isa, q, n_heads, keys.data(), values.data(), head_dim, n_keys, head_dim,
+                                      scale, scores, acc, parts);
+  } else {
+    switch (isa) {
+      case Isa::Avx512:
+        return attend_avx512_generic(q, n_heads, k, v, stride, n_keys, head_dim, scale, scores, acc, parts);
+      case Isa::Avx2: return attend_avx2(q, n_heads, k, v, stride, n_keys, head_dim, scale, scores, acc, parts);
+      case Isa::Scalar: break;
+    }
+    for (int a = 0; a < n_heads; ++a) {
+      parts[a] = attend_scalar(q + a * head_dim, k, v, stride, n_keys, head_dim, scale, scores + a * n_keys,
+                               acc + a * head_dim);
+    }
   }
+}
+
+template <class T>
+void attend_decode_impl(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
+                        const T* k_cache, const T* v_cache, int64_t head_stride, float* out) {
+  const int hd = shape.head_dim, n_heads = shape.n_heads;
+  const int group = n_heads / shape.n_kv_heads;
+  const int64_t n_keys = n_past + n_new, q_dim = static_cast<int64_t>(n_heads) * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t work = n_new * n_keys * n_heads * hd;
+  const int n_parts = work > (omp_workers_spin() ? 1 << 14 : 1 << 20) ? omp_get_max_threads() : 1;
+  // Part p of row i, head h at (i * n_parts + p) * n_heads + h: a KV head's query heads are
+  // neighbours, as attend_partial writes them.
+  std::vector<AttentionPartial> parts(n_new * n_parts * n_heads);
+  std::vector<float> accs(parts.size() * hd);
+#pragma omp parallel num_threads(n_parts) if (n_parts > 1)
+  {
+    std::vector<float> scores(group * n_keys);
+#pragma omp for schedule(static)
+    for (int part = 0; part < n_parts; ++part) {
+      for (int64_t i = 0; i < n_new; ++i) {
+        // Query i sits at position n_past + i: it sees keys [oldest, n_past + i]; this part takes
+        // the stretch [begin, end) of them.
+        const int64_t visible = n_past + i + 1;
+        const int64_t oldest = shape.sliding_window > 0 ? std::max<int64_t>(0, visible - shape.sliding_window) : 0;
+        const int64_t begin = oldest + (visible - oldest) * part / n_parts;
+        const int64_t end = oldest + (visible - oldest) * (part + 1) / n_parts;
+        for (int g = 0; g < shape.n_kv_heads; ++g) {
+          const int64_t slot = (i * n_parts + part) * n_heads + g * group, row0 = g * head_stride + begin * hd;
+          attend_partial_impl(isa, q + i * q_dim + g * group * hd, group, k_cache + row0, v_cache + row0, hd,
+                         end - begin, hd, scale, scores.data(), &accs[slot * hd], &parts[slot]);
+        }
+      }
+    }
+  }
+  for (int64_t i = 0; i < n_new; ++i) {
+    for (int h = 0; h < n_heads; ++h) {
+      const int64_t first = i * n_parts * n_heads + h;
+      merge_partials(&parts[first], n_parts, n_heads, &accs[first * hd], n_heads * hd, hd, out + i * q_dim + h * hd);
+    }
+  }
+}
+
+}  // namespace
+
+void attend_partial(Isa isa, const float* q, int n_heads, const float* k, const float* v, int64_t stride,
+                    int64_t n_keys, int head_dim, float scale, float* scores, float* acc, AttentionPartial* parts) {
+  attend_partial_impl(isa, q, n_heads, k, v, stride, n_keys, head_dim, scale, scores, acc, parts);
+}
+
+void attend_partial(Isa isa, const float* q, int n_heads, const uint16_t* k, const uint16_t* v, int64_t stride,
+                    int64_t n_keys, int head_dim, float scale, float* scores, float* acc, AttentionPartial* parts) {
+  attend_partial_impl(isa, q, n_heads, k, v, stride, n_keys, head_dim, scale, scores, acc, parts);
 }
 
 void merge_partials(const AttentionPartial* parts, int n_parts, int64_t part_stride, const float* accs,
@@ -288,42 +375,12 @@ void attend_row(Isa isa, const float* q, const float* k, const float* v, int64_t
 
 void attend_decode(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
                    const float* k_cache, const float* v_cache, int64_t head_stride, float* out) {
-  const int hd = shape.head_dim, n_heads = shape.n_heads;
-  const int group = n_heads / shape.n_kv_heads;
-  const int64_t n_keys = n_past + n_new, q_dim = static_cast<int64_t>(n_heads) * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t work = n_new * n_keys * n_heads * hd;
-  const int n_parts = work > (omp_workers_spin() ? 1 << 14 : 1 << 20) ? omp_get_max_threads() : 1;
-  // Part p of row i, head h at (i * n_parts + p) * n_heads + h: a KV head's query heads are
-  // neighbours, as attend_partial writes them.
-  std::vector<AttentionPartial> parts(n_new * n_parts * n_heads);
-  std::vector<float> accs(parts.size() * hd);
-#pragma omp parallel num_threads(n_parts) if (n_parts > 1)
-  {
-    std::vector<float> scores(group * n_keys);
-#pragma omp for schedule(static)
-    for (int part = 0; part < n_parts; ++part) {
-      for (int64_t i = 0; i < n_new; ++i) {
-        // Query i sits at position n_past + i: it sees keys [oldest, n_past + i]; this part takes
-        // the stretch [begin, end) of them.
-        const int64_t visible = n_past + i + 1;
-        const int64_t oldest = shape.sliding_window > 0 ? std::max<int64_t>(0, visible - shape.sliding_window) : 0;
-        const int64_t begin = oldest + (visible - oldest) * part / n_parts;
-        const int64_t end = oldest + (visible - oldest) * (part + 1) / n_parts;
-        for (int g = 0; g < shape.n_kv_heads; ++g) {
-          const int64_t slot = (i * n_parts + part) * n_heads + g * group, row0 = g * head_stride + begin * hd;
-          attend_partial(isa, q + i * q_dim + g * group * hd, group, k_cache + row0, v_cache + row0, hd,
-                         end - begin, hd, scale, scores.data(), &accs[slot * hd], &parts[slot]);
-        }
-      }
-    }
-  }
-  for (int64_t i = 0; i < n_new; ++i) {
-    for (int h = 0; h < n_heads; ++h) {
-      const int64_t first = i * n_parts * n_heads + h;
-      merge_partials(&parts[first], n_parts, n_heads, &accs[first * hd], n_heads * hd, hd, out + i * q_dim + h * hd);
-    }
-  }
+  attend_decode_impl(isa, shape, q, n_new, n_past, k_cache, v_cache, head_stride, out);
+}
+
+void attend_decode(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
+                   const uint16_t* k_cache, const uint16_t* v_cache, int64_t head_stride, float* out) {
+  attend_decode_impl(isa, shape, q, n_new, n_past, k_cache, v_cache, head_stride, out);
 }
 
 }  // namespace mpq

@@ -30,6 +30,11 @@ struct AttentionPartial {
 // serving all of them).
 void attend_partial(Isa isa, const float* q, int n_heads, const float* k, const float* v, int64_t stride,
                     int64_t n_keys, int head_dim, float scale, float* scores, float* acc, AttentionPartial* parts);
+// The same over a half-precision cache (IEEE binary16 bits; KvCacheType::F16): the AVX-512
+// kernels convert 16 values per instruction as they load them, the other paths widen the rows to
+// fp32 first (exactly), so a half cache gives the fp32 results of its rounded keys and values.
+void attend_partial(Isa isa, const float* q, int n_heads, const uint16_t* k, const uint16_t* v, int64_t stride,
+                    int64_t n_keys, int head_dim, float scale, float* scores, float* acc, AttentionPartial* parts);
 
 // out = the softmax-weighted sum over the union of the ranges of parts[c * part_stride] for
 // c < n_parts, whose accumulators are accs + c * acc_stride:
@@ -62,5 +67,8 @@ struct DecodeAttentionShape {
 // context is long.
 void attend_decode(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
                    const float* k_cache, const float* v_cache, int64_t head_stride, float* out);
+// The same over a half-precision cache (half the bytes to read).
+void attend_decode(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
+                   const uint16_t* k_cache, const uint16_t* v_cache, int64_t head_stride, float* out);
 
 }  // namespace mpq

@@ -11,7 +11,7 @@ enum class Isa : uint8_t { Scalar, Avx2, Avx512 };
 
 // Name for messages and test output: "scalar", "avx2", "avx512".
 const char* isa_name(Isa isa);
-// True when this CPU can run `isa`.
+// True when this CPU can run `isa` (Avx2: AVX2, FMA and F16C, which every AVX2 CPU has).
 bool cpu_supports(Isa isa);
 // The widest instruction set this CPU supports.
 Isa best_isa();

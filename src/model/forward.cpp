@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "mpq/error.h"
 #include "kernel/attention.h"
+#include "kernel/half.h"
 #include "model/moe.h"
 #include "model/ops.h"
 #include "mpq/model.h"
@@ -53,6 +55,61 @@ void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, con
                   n_keys, v_cache + kv * head_stride, hd, 0.f, out + h * hd, c.q_dim());
     }
   }
+}
+
+// Rows [0, n) of `rows` (n rows of kv_dim) to positions n_past.. of layer l's cache: token t's
+// key for KV head g goes to row n_past + t of head g's block (KVCache layout), as fp32 or rounded
+// to half. Caches made for a single layer's use (calibration) get their rows on first use.
+template <class T>
+void store_rows(const ModelConfig& c, const KVCache& cache, const float* rows, int64_t n, std::vector<T>& block) {
+  const size_t size = static_cast<size_t>(cache.capacity) * c.kv_dim();
+  if (block.size() != size) block.resize(size);
+  const int64_t head_stride = static_cast<int64_t>(cache.capacity) * c.head_dim;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int g = 0; g < c.n_kv_heads; ++g) {
+      const float* from = rows + t * c.kv_dim() + g * c.head_dim;
+      T* to = &block[g * head_stride + (cache.n_past + t) * c.head_dim];
+      if constexpr (std::is_same_v<T, float>) {
+        std::copy_n(from, c.head_dim, to);
+      } else {
+        f32_to_f16_row(best_isa(), from, c.head_dim, to);
+      }
+    }
+  }
+}
+
+void store_keys_values(const ModelConfig& c, KVCache& cache, int l, const float* keys, const float* values,
+                       int64_t n) {
+  if (cache.type == KvCacheType::F16) {
+    store_rows(c, cache, keys, n, cache.k16[l]);
+    store_rows(c, cache, values, n, cache.v16[l]);
+  } else {
+    store_rows(c, cache, keys, n, cache.k[l]);
+    store_rows(c, cache, values, n, cache.v[l]);
+  }
+}
+
+// Attention of n_new new tokens (already stored) against layer l's cache. A half cache is read
+// directly by the decode kernels; a prompt batch widens it to fp32 for sgemm first.
+void attend_cache(const ModelConfig& c, const KVCache& cache, int l, const float* q, int64_t n_new, float* out) {
+  const int64_t head_stride = static_cast<int64_t>(cache.capacity) * c.head_dim;
+  if (cache.type == KvCacheType::F32) {
+    return attend(c, q, n_new, cache.n_past, cache.k[l].data(), cache.v[l].data(), head_stride, out);
+  }
+  if (n_new <= 4) {
+    const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window};
+    return attend_decode(best_isa(), shape, q, n_new, cache.n_past, cache.k16[l].data(), cache.v16[l].data(),
+                         head_stride, out);
+  }
+  // The filled rows of every head's block, widened (with the same strides, so attend() reads them
+  // where it would read an fp32 cache).
+  const int64_t n_keys = cache.n_past + n_new;
+  std::vector<float> keys(cache.k16[l].size()), values(cache.v16[l].size());
+  for (int g = 0; g < c.n_kv_heads; ++g) {
+    f16_to_f32_row(best_isa(), &cache.k16[l][g * head_stride], n_keys * c.head_dim, &keys[g * head_stride]);
+    f16_to_f32_row(best_isa(), &cache.v16[l][g * head_stride], n_keys * c.head_dim, &values[g * head_stride]);
+  }
+  attend(c, q, n_new, cache.n_past, keys.data(), values.data(), head_stride, out);
 }
 
 }  // namespace
@@ -139,22 +196,8 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   int64_t start = 0;
   for (const SequenceInput& seq : plan.sequences) {
     KVCache& cache = *seq.cache;
-    // Caches made for a single layer's use (calibration) get their rows on first use.
-    const size_t cache_floats = static_cast<size_t>(cache.capacity) * c.kv_dim();
-    if (cache.k[l].size() != cache_floats) cache.k[l].resize(cache_floats);
-    if (cache.v[l].size() != cache_floats) cache.v[l].resize(cache_floats);
-    // Token t's key for KV head g goes to row n_past + t of head g's block (KVCache layout).
-    const int64_t head_stride = static_cast<int64_t>(cache.capacity) * c.head_dim;
-    for (int t = 0; t < seq.n_tokens; ++t) {
-      for (int g = 0; g < c.n_kv_heads; ++g) {
-        const int64_t from = (start + t) * c.kv_dim() + g * c.head_dim;
-        const int64_t to = g * head_stride + static_cast<int64_t>(cache.n_past + t) * c.head_dim;
-        std::copy_n(&k[from], c.head_dim, &cache.k[l][to]);
-        std::copy_n(&v[from], c.head_dim, &cache.v[l][to]);
-      }
-    }
-    attend(c, &q[start * c.q_dim()], seq.n_tokens, cache.n_past, cache.k[l].data(), cache.v[l].data(),
-           head_stride, &att[start * c.q_dim()]);
+    store_keys_values(c, cache, l, &k[start * c.kv_dim()], &v[start * c.kv_dim()], seq.n_tokens);
+    attend_cache(c, cache, l, &q[start * c.q_dim()], seq.n_tokens, &att[start * c.q_dim()]);
     start += seq.n_tokens;
   }
   hook(LinearKind::O, att.data(), c.q_dim());
@@ -221,11 +264,20 @@ std::vector<float> Model::forward_last(std::span<const int32_t> tokens, KVCache&
   return forward(std::span(&seq, 1), std::span(&last, 1));
 }
 
-KVCache Model::make_cache(int capacity) const {
+KVCache Model::make_cache(int capacity) const { return make_cache(capacity, kv_cache_type); }
+
+KVCache Model::make_cache(int capacity, KvCacheType type) const {
   KVCache cache;
   cache.capacity = capacity;
-  cache.k.assign(config.n_layers, std::vector<float>(static_cast<size_t>(capacity) * config.kv_dim()));
-  cache.v.assign(config.n_layers, std::vector<float>(static_cast<size_t>(capacity) * config.kv_dim()));
+  cache.type = type;
+  const size_t size = static_cast<size_t>(capacity) * config.kv_dim();
+  if (type == KvCacheType::F16) {
+    cache.k16.assign(config.n_layers, std::vector<uint16_t>(size));
+    cache.v16.assign(config.n_layers, std::vector<uint16_t>(size));
+  } else {
+    cache.k.assign(config.n_layers, std::vector<float>(size));
+    cache.v.assign(config.n_layers, std::vector<float>(size));
+  }
   return cache;
 }
 
