@@ -193,19 +193,12 @@ TEST(KernelAttention, EveryIsaMatchesTheExactSoftmaxSum) {
       const auto k = mpq::test::gaussian(c.n_keys * stride, 22);
       const auto v = mpq::test::gaussian(c.n_keys * stride, 23);
       const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      std::vector<float> out(c.n_heads * hd);
-      if (c.n_heads == 1) {
-        std::vector<float> scores(c.n_keys);
-        mpq::attend_row(isa, q.data(), k.data(), v.data(), stride, c.n_keys, hd, scale, scores.data(), out.data());
-      } else {  // the heads together, normalized through merge_partials (one part each)
-        std::vector<float> scores(c.n_heads * c.n_keys), acc(c.n_heads * hd);
-        std::vector<mpq::AttentionPartial> parts(c.n_heads);
-        mpq::attend_partial(isa, q.data(), c.n_heads, k.data(), v.data(), stride, c.n_keys, hd, scale,
-                            scores.data(), acc.data(), parts.data());
-        for (int a = 0; a < c.n_heads; ++a) {
-          mpq::merge_partials(&parts[a], 1, 1, &acc[a * hd], hd, hd, &out[a * hd]);
-        }
-      }
+      // The heads together, each normalized through merge_partials (one part).
+      std::vector<float> out(c.n_heads * hd), scores(c.n_heads * c.n_keys), acc(c.n_heads * hd);
+      std::vector<mpq::AttentionPartial> parts(c.n_heads);
+      mpq::attend_partial(isa, q.data(), c.n_heads, k.data(), v.data(), stride, c.n_keys, hd, scale, scores.data(),
+                          acc.data(), parts.data());
+      for (int a = 0; a < c.n_heads; ++a) mpq::merge_partials(&parts[a], 1, 1, &acc[a * hd], hd, hd, &out[a * hd]);
       expect_exact_attention(c, stride, q, k, v, scale, out);
     }
   }

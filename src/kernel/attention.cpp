@@ -365,14 +365,6 @@ void merge_partials(const AttentionPartial* parts, int n_parts, int64_t part_str
   for (int d = 0; d < head_dim; ++d) out[d] *= inv;
 }
 
-void attend_row(Isa isa, const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys,
-                int head_dim, float scale, float* scores, float* out) {
-  AttentionPartial part;
-  attend_partial(isa, q, 1, k, v, stride, n_keys, head_dim, scale, scores, out, &part);
-  const float inv = static_cast<float>(1.0 / part.sum);
-  for (int d = 0; d < head_dim; ++d) out[d] *= inv;
-}
-
 void attend_decode(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
                    const float* k_cache, const float* v_cache, int64_t head_stride, float* out) {
   attend_decode_impl(isa, shape, q, n_new, n_past, k_cache, v_cache, head_stride, out);

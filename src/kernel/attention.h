@@ -42,10 +42,6 @@ void attend_partial(Isa isa, const float* q, int n_heads, const uint16_t* k, con
 void merge_partials(const AttentionPartial* parts, int n_parts, int64_t part_stride, const float* accs,
                     int64_t acc_stride, int head_dim, float* out);
 
-// The whole thing for one range: out[0, head_dim) = Σ_j p_j · v_j with p = softmax(s); n_keys > 0.
-void attend_row(Isa isa, const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys,
-                int head_dim, float scale, float* scores, float* out);
-
 // The shape of a decode step's attention (model/config.h's fields of the same names).
 struct DecodeAttentionShape {
   int n_heads;         // query heads
