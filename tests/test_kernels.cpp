@@ -176,6 +176,11 @@ void expect_exact_attention(const AttentionCase& c, int64_t stride, const std::v
   }
 }
 
+std::string describe(mpq::Isa isa, const AttentionCase& c) {
+  return std::string(mpq::isa_name(isa)) + " keys " + std::to_string(c.n_keys) + " hd " + std::to_string(c.head_dim) +
+         " heads " + std::to_string(c.n_heads);
+}
+
 const AttentionCase kAttentionCases[] = {{1, 64, 1},  {16, 64, 3},  {129, 64, 1}, {129, 64, 3}, {129, 64, 5},
                                          {37, 17, 2}, {300, 128, 1}, {47, 128, 3}, {5, 3, 1}};
 
@@ -185,8 +190,7 @@ TEST(KernelAttention, EveryIsaMatchesTheExactSoftmaxSum) {
   for (mpq::Isa isa : {mpq::Isa::Scalar, mpq::Isa::Avx2, mpq::Isa::Avx512}) {
     if (!mpq::cpu_supports(isa)) continue;
     for (const AttentionCase& c : kAttentionCases) {
-      SCOPED_TRACE(std::string(mpq::isa_name(isa)) + " keys " + std::to_string(c.n_keys) + " hd " +
-                   std::to_string(c.head_dim) + " heads " + std::to_string(c.n_heads));
+      SCOPED_TRACE(describe(isa, c));
       const int hd = c.head_dim;
       const int64_t stride = hd + 5;  // rows of a wider buffer
       const auto q = mpq::test::gaussian(c.n_heads * hd, 21);
@@ -211,9 +215,7 @@ TEST(KernelAttention, PartialSumsOfKeyStretchesMergeToTheWholeSoftmax) {
     if (!mpq::cpu_supports(isa)) continue;
     for (const AttentionCase& c : kAttentionCases) {
       for (int n_parts : {2, 3, 7}) {
-        SCOPED_TRACE(std::string(mpq::isa_name(isa)) + " keys " + std::to_string(c.n_keys) + " hd " +
-                     std::to_string(c.head_dim) + " heads " + std::to_string(c.n_heads) + " parts " +
-                     std::to_string(n_parts));
+        SCOPED_TRACE(describe(isa, c) + " parts " + std::to_string(n_parts));
         const int hd = c.head_dim, heads = c.n_heads;
         const int64_t stride = hd;
         const auto q = mpq::test::gaussian(heads * hd, 31);
@@ -278,8 +280,7 @@ TEST(KernelAttention, HalfCacheEqualsFp32CacheOfTheRoundedValues) {
   for (mpq::Isa isa : {mpq::Isa::Scalar, mpq::Isa::Avx2, mpq::Isa::Avx512}) {
     if (!mpq::cpu_supports(isa)) continue;
     for (const AttentionCase& c : kAttentionCases) {
-      SCOPED_TRACE(std::string(mpq::isa_name(isa)) + " keys " + std::to_string(c.n_keys) + " hd " +
-                   std::to_string(c.head_dim) + " heads " + std::to_string(c.n_heads));
+      SCOPED_TRACE(describe(isa, c));
       const int hd = c.head_dim;
       const int64_t stride = hd + 3, n = c.n_keys * stride;
       const auto q = mpq::test::gaussian(c.n_heads * hd, 51);

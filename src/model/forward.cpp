@@ -21,23 +21,19 @@
 namespace mpq {
 namespace {
 
-// Causal attention of one sequence's new tokens against its cache (which already holds their
-// keys/values). q and out are [n_new, q_dim] with row stride q_dim; KV head g's keys are the
-// rows of k_cache + g * head_stride, head_dim floats each (KVCache). Heads sharing a KV head
-// (GQA) read the same block. A few new tokens (decode) go through kernel/attention.h; longer
-// batches through two sgemm calls per head (scores, then values).
-void attend(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
-            const float* v_cache, int64_t head_stride, float* out) {
-  if (n_new <= 4) {  // decode: kernel/attention.h
-    const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window};
-    return attend_decode(best_isa(), shape, q, n_new, n_past, k_cache, v_cache, head_stride, out);
-  }
+// Causal attention of a prompt batch (more than a few new tokens) against an fp32 cache that
+// already holds their keys/values, as two sgemm calls per head (scores, then values). q and out
+// are [n_new, q_dim] with row stride q_dim; KV head g's keys are the rows of
+// k_cache + g * head_stride, head_dim floats each (KVCache). Heads sharing a KV head (GQA) read
+// the same block.
+void attend_batch(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
+                  const float* v_cache, int64_t head_stride, float* out) {
   const int hd = c.head_dim;
   const int n_keys = n_past + static_cast<int>(n_new);
   const int group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // One head per thread; the BLAS calls inside run single-threaded (see kernel/matmul_f32.h).
-  // A decode step's attention is tiny: threads would cost more than they save.
+  // A short batch over a short context stays on one thread, where a fork would cost more.
 #pragma omp parallel if (n_new * n_keys > 4096)
   {
     std::vector<float> scores(static_cast<size_t>(n_new) * n_keys);
@@ -89,27 +85,31 @@ void store_keys_values(const ModelConfig& c, KVCache& cache, int l, const float*
   }
 }
 
-// Attention of n_new new tokens (already stored) against layer l's cache. A half cache is read
-// directly by the decode kernels; a prompt batch widens it to fp32 for sgemm first.
+// Attention of n_new new tokens (already stored) against layer l's cache. A few new tokens
+// (decode) go through kernel/attention.h, which reads either cache type; a prompt batch through
+// attend_batch, a half cache widened to fp32 for it first.
 void attend_cache(const ModelConfig& c, const KVCache& cache, int l, const float* q, int64_t n_new, float* out) {
   const int64_t head_stride = static_cast<int64_t>(cache.capacity) * c.head_dim;
-  if (cache.type == KvCacheType::F32) {
-    return attend(c, q, n_new, cache.n_past, cache.k[l].data(), cache.v[l].data(), head_stride, out);
-  }
+  const bool f16 = cache.type == KvCacheType::F16;
   if (n_new <= 4) {
     const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window};
-    return attend_decode(best_isa(), shape, q, n_new, cache.n_past, cache.k16[l].data(), cache.v16[l].data(),
+    if (f16) {
+      return attend_decode(best_isa(), shape, q, n_new, cache.n_past, cache.k16[l].data(), cache.v16[l].data(),
+                           head_stride, out);
+    }
+    return attend_decode(best_isa(), shape, q, n_new, cache.n_past, cache.k[l].data(), cache.v[l].data(),
                          head_stride, out);
   }
-  // The filled rows of every head's block, widened (with the same strides, so attend() reads them
-  // where it would read an fp32 cache).
+  if (!f16) return attend_batch(c, q, n_new, cache.n_past, cache.k[l].data(), cache.v[l].data(), head_stride, out);
+  // The filled rows of every head's block, widened (with the same strides, so attend_batch reads
+  // them where it would read an fp32 cache).
   const int64_t n_keys = cache.n_past + n_new;
   std::vector<float> keys(cache.k16[l].size()), values(cache.v16[l].size());
   for (int g = 0; g < c.n_kv_heads; ++g) {
     f16_to_f32_row(best_isa(), &cache.k16[l][g * head_stride], n_keys * c.head_dim, &keys[g * head_stride]);
     f16_to_f32_row(best_isa(), &cache.v16[l][g * head_stride], n_keys * c.head_dim, &values[g * head_stride]);
   }
-  attend(c, q, n_new, cache.n_past, keys.data(), values.data(), head_stride, out);
+  attend_batch(c, q, n_new, cache.n_past, keys.data(), values.data(), head_stride, out);
 }
 
 }  // namespace
