@@ -392,18 +392,19 @@ TEST(PackedRuntime, BenchJsonReportsRuntimeAndRoofline) {
     mpq::write_quantized_model(model, report, dir, {{"scheme", "int4_g128:rtn"}});
   }
   const auto r = mpq::test::run_mpq("bench '" + dir + "' --json --pp 16 --tg-prompt 8 --tg 3 --reps 1 --tg-reps 2 "
-                                    "--bw-mib 16 --act int8 --kv-cache f16",
+                                    "--bw-mib 16 --act int8 --kv-cache f16 --decode-threading per-op",
                                     tmp);
   ASSERT_EQ(r.status, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   for (const char* key : {"model", "threads", "pp_tokens", "tg_prompt", "tg_tokens", "pp_tok_s", "tg_tok_s", "pp_runs_s",
-                          "tg_runs_s", "runtime", "activations", "kv_cache", "bandwidth_gb_s", "weight_bytes_per_token",
+                          "tg_runs_s", "runtime", "activations", "kv_cache", "decode_threading", "bandwidth_gb_s", "weight_bytes_per_token",
                           "roofline_fraction", "rss_bytes", "file_bytes"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["runtime"], "packed");
   EXPECT_EQ(j["activations"], "int8");
   EXPECT_EQ(j["kv_cache"], "f16");
+  EXPECT_EQ(j["decode_threading"], "per-op");
   EXPECT_EQ(j["tg_tokens"], 3);
   ASSERT_EQ(j["tg_runs_s"].size(), 2u);
   // tg_tok_s is the tokens of a run over the median run time.
@@ -436,4 +437,7 @@ TEST(PackedRuntime, BenchJsonReportsRuntimeAndRoofline) {
   const auto bad_kv = mpq::test::run_mpq("bench '" + dir + "' --kv-cache f8", tmp);
   EXPECT_NE(bad_kv.status, 0);
   EXPECT_NE(bad_kv.err.find("--kv-cache"), std::string::npos) << bad_kv.err;
+  const auto bad_threading = mpq::test::run_mpq("bench '" + dir + "' --decode-threading fast", tmp);
+  EXPECT_NE(bad_threading.status, 0);
+  EXPECT_NE(bad_threading.err.find("--decode-threading"), std::string::npos) << bad_threading.err;
 }

@@ -96,16 +96,18 @@ int run_bench(const BenchArgs& args) {
                 {"pp_tok_s", r.pp_tok_s}, {"tg_tok_s", r.tg_tok_s},
                 {"pp_runs_s", r.pp_runs_s}, {"tg_runs_s", r.tg_runs_s},
                 {"runtime", args.model.runtime}, {"activations", args.model.activations},
-                {"kv_cache", args.model.kv_cache}, {"bandwidth_gb_s", r.bandwidth_gb_s}, {"weight_bytes_per_token", r.weight_bytes_per_token},
+                {"kv_cache", args.model.kv_cache}, {"decode_threading", args.model.decode_threading},
+                {"bandwidth_gb_s", r.bandwidth_gb_s}, {"weight_bytes_per_token", r.weight_bytes_per_token},
                 {"roofline_fraction", r.roofline_fraction}, {"rss_bytes", r.rss_bytes},
                 {"file_bytes", r.file_bytes}});
     return 0;
   }
   std::printf("%s: prompt processing %.1f tok/s (batch %d), decode %.1f tok/s (%d tokens after %d); "
-              "medians of %zu / %zu runs, %d threads, runtime %s, activations %s, KV cache %s\n",
+              "medians of %zu / %zu runs, %d threads, runtime %s, activations %s, KV cache %s, decode threading %s\n",
               args.model.path.c_str(), r.pp_tok_s, args.options.pp_tokens, r.tg_tok_s,
               args.options.tg_tokens, args.options.tg_prompt, r.pp_runs_s.size(), r.tg_runs_s.size(), r.threads,
-              args.model.runtime.c_str(), args.model.activations.c_str(), args.model.kv_cache.c_str());
+              args.model.runtime.c_str(), args.model.activations.c_str(), args.model.kv_cache.c_str(),
+              args.model.decode_threading.c_str());
   const double mib = 1024.0 * 1024.0;
   std::printf("weights read per token %.1f MiB; read bandwidth %.2f GB/s; decode at %.1f%% of the "
               "bandwidth roofline\n",

@@ -19,13 +19,14 @@ struct ModelArgs {
                                    // (through a decoded fp32 copy, the fake-quant reference)
   std::string activations = "fp32";  // --act: "fp32" or "int8" (packed integer formats)
   std::string kv_cache = "f32";      // --kv-cache: "f32" or "f16"
+  std::string decode_threading = "one-region";  // --decode-threading: "one-region" or "per-op"
 };
 
-// Adds MODEL, --tokenizer, --threads, --runtime, --act and --kv-cache to `app`.
+// Adds MODEL, --tokenizer, --threads, --runtime, --act, --kv-cache and --decode-threading to `app`.
 void add_model_args(CLI::App& app, ModelArgs& args);
 
-// LoadOptions::runtime as --runtime, --act (both for quantized Linear weights only) and
-// --kv-cache ask.
+// LoadOptions::runtime as --runtime, --act (both for quantized Linear weights only),
+// --kv-cache and --decode-threading ask.
 RuntimeOptions runtime_options(const ModelArgs& args);
 
 // Applies --threads and loads the model.

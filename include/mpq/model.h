@@ -109,6 +109,10 @@ struct RuntimeOptions {
   bool int8_activations = false;
   // What Model::make_cache allocates by default.
   KvCacheType kv_cache = KvCacheType::F32;
+  // Packed runtime, decode steps (a few new tokens): run all decoder layers in one parallel
+  // region whose threads meet at spin barriers, instead of one fork per product and attention
+  // (same results bit for bit; docs/RUNTIME.md). false: the fork-per-operation path.
+  bool decode_in_one_region = true;
 };
 
 // Dense fp32 weights; the product goes through sgemm (OpenBLAS). The storage can be shared (the
@@ -240,6 +244,7 @@ class Model {
   Linear lm_head;                  // [vocab, dim]; views `embedding` when tied
   std::unique_ptr<Tokenizer> tokenizer;  // may be null when LoadOptions::need_tokenizer is false
   KvCacheType kv_cache_type = KvCacheType::F32;  // make_cache's default (LoadOptions::runtime)
+  bool decode_in_one_region = true;  // RuntimeOptions::decode_in_one_region
 
   Model();
   ~Model();

@@ -294,48 +294,88 @@ void attend_partial_impl(Isa isa, const float* q, int n_heads, const T* k, const
   }
 }
 
+// Part `part` of n_parts of a decode step's keys (DecodeAttentionParts) for KV heads
+// [kv_begin, kv_end). `scores` is scratch of group * (n_past + n_new) floats.
 template <class T>
-void attend_decode_impl(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
-                        const T* k_cache, const T* v_cache, int64_t head_stride, float* out) {
+void attend_decode_part_impl(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new,
+                             int64_t n_past, const T* k_cache, const T* v_cache, int64_t head_stride, int part,
+                             int n_parts, int kv_begin, int kv_end, AttentionPartial* parts, float* accs,
+                             float* scores) {
   const int hd = shape.head_dim, n_heads = shape.n_heads;
   const int group = n_heads / shape.n_kv_heads;
-  const int64_t n_keys = n_past + n_new, q_dim = static_cast<int64_t>(n_heads) * hd;
+  const int64_t q_dim = static_cast<int64_t>(n_heads) * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t work = n_new * n_keys * n_heads * hd;
-  const int n_parts = work > (omp_workers_spin() ? 1 << 14 : 1 << 20) ? omp_get_max_threads() : 1;
-  // Part p of row i, head h at (i * n_parts + p) * n_heads + h: a KV head's query heads are
-  // neighbours, as attend_partial writes them.
-  std::vector<AttentionPartial> parts(n_new * n_parts * n_heads);
-  std::vector<float> accs(parts.size() * hd);
-#pragma omp parallel num_threads(n_parts) if (n_parts > 1)
-  {
-    std::vector<float> scores(group * n_keys);
-#pragma omp for schedule(static)
-    for (int part = 0; part < n_parts; ++part) {
-      for (int64_t i = 0; i < n_new; ++i) {
-        // Query i sits at position n_past + i: it sees keys [oldest, n_past + i]; this part takes
-        // the stretch [begin, end) of them.
-        const int64_t visible = n_past + i + 1;
-        const int64_t oldest = shape.sliding_window > 0 ? std::max<int64_t>(0, visible - shape.sliding_window) : 0;
-        const int64_t begin = oldest + (visible - oldest) * part / n_parts;
-        const int64_t end = oldest + (visible - oldest) * (part + 1) / n_parts;
-        for (int g = 0; g < shape.n_kv_heads; ++g) {
-          const int64_t slot = (i * n_parts + part) * n_heads + g * group, row0 = g * head_stride + begin * hd;
-          attend_partial_impl(isa, q + i * q_dim + g * group * hd, group, k_cache + row0, v_cache + row0, hd,
-                         end - begin, hd, scale, scores.data(), &accs[slot * hd], &parts[slot]);
-        }
-      }
-    }
-  }
   for (int64_t i = 0; i < n_new; ++i) {
-    for (int h = 0; h < n_heads; ++h) {
-      const int64_t first = i * n_parts * n_heads + h;
-      merge_partials(&parts[first], n_parts, n_heads, &accs[first * hd], n_heads * hd, hd, out + i * q_dim + h * hd);
+    // Query i sits at position n_past + i: it sees keys [oldest, n_past + i]; this part takes
+    // the stretch [begin, end) of them.
+    const int64_t visible = n_past + i + 1;
+    const int64_t oldest = shape.sliding_window > 0 ? std::max<int64_t>(0, visible - shape.sliding_window) : 0;
+    const int64_t begin = oldest + (visible - oldest) * part / n_parts;
+    const int64_t end = oldest + (visible - oldest) * (part + 1) / n_parts;
+    for (int g = kv_begin; g < kv_end; ++g) {
+      const int64_t slot = (i * n_parts + part) * n_heads + g * group, row0 = g * head_stride + begin * hd;
+      attend_partial_impl(isa, q + i * q_dim + g * group * hd, group, k_cache + row0, v_cache + row0, hd,
+                          end - begin, hd, scale, scores, &accs[slot * hd], &parts[slot]);
     }
   }
 }
 
+template <class T>
+void attend_decode_impl(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
+                        const T* k_cache, const T* v_cache, int64_t head_stride, float* out) {
+  const int n_parts = decode_attention_parts(shape, n_new, n_past, omp_get_max_threads());
+  const int group = shape.n_heads / shape.n_kv_heads;
+  std::vector<AttentionPartial> parts(decode_attention_slots(shape, n_new, n_parts));
+  std::vector<float> accs(parts.size() * shape.head_dim);
+#pragma omp parallel num_threads(n_parts) if (n_parts > 1)
+  {
+    std::vector<float> scores(group * (n_past + n_new));
+#pragma omp for schedule(static)
+    for (int part = 0; part < n_parts; ++part) {
+      attend_decode_part_impl(isa, shape, q, n_new, n_past, k_cache, v_cache, head_stride, part, n_parts, 0,
+                              shape.n_kv_heads, parts.data(), accs.data(), scores.data());
+    }
+  }
+  merge_decode_parts(shape, n_new, n_parts, parts.data(), accs.data(), 0, shape.n_heads, out);
+}
+
 }  // namespace
+
+int decode_attention_parts(const DecodeAttentionShape& shape, int64_t n_new, int64_t n_past, int threads) {
+  const int64_t work = n_new * (n_past + n_new) * shape.n_heads * shape.head_dim;
+  return work > (omp_workers_spin() ? 1 << 14 : 1 << 20) ? threads : 1;
+}
+
+int64_t decode_attention_slots(const DecodeAttentionShape& shape, int64_t n_new, int n_parts) {
+  return n_new * n_parts * shape.n_heads;
+}
+
+void attend_decode_part(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
+                        const float* k_cache, const float* v_cache, int64_t head_stride, int part, int n_parts,
+                        int kv_begin, int kv_end, AttentionPartial* parts, float* accs, float* scores) {
+  attend_decode_part_impl(isa, shape, q, n_new, n_past, k_cache, v_cache, head_stride, part, n_parts, kv_begin,
+                          kv_end, parts, accs, scores);
+}
+
+void attend_decode_part(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
+                        const uint16_t* k_cache, const uint16_t* v_cache, int64_t head_stride, int part,
+                        int n_parts, int kv_begin, int kv_end, AttentionPartial* parts, float* accs,
+                        float* scores) {
+  attend_decode_part_impl(isa, shape, q, n_new, n_past, k_cache, v_cache, head_stride, part, n_parts, kv_begin,
+                          kv_end, parts, accs, scores);
+}
+
+void merge_decode_parts(const DecodeAttentionShape& shape, int64_t n_new, int n_parts, const AttentionPartial* parts,
+                        const float* accs, int head_begin, int head_end, float* out) {
+  const int hd = shape.head_dim, n_heads = shape.n_heads;
+  for (int64_t i = 0; i < n_new; ++i) {
+    for (int h = head_begin; h < head_end; ++h) {
+      const int64_t first = i * n_parts * n_heads + h;
+      merge_partials(&parts[first], n_parts, n_heads, &accs[first * hd], static_cast<int64_t>(n_heads) * hd, hd,
+                     out + i * n_heads * hd + h * hd);
+    }
+  }
+}
 
 void attend_partial(Isa isa, const float* q, int n_heads, const float* k, const float* v, int64_t stride,
                     int64_t n_keys, int head_dim, float scale, float* scores, float* acc, AttentionPartial* parts) {

@@ -67,4 +67,26 @@ void attend_decode(Isa isa, const DecodeAttentionShape& shape, const float* q, i
 void attend_decode(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
                    const uint16_t* k_cache, const uint16_t* v_cache, int64_t head_stride, float* out);
 
+// The pieces of attend_decode, for callers that keep their own team of threads (a decode step run
+// in one parallel region, model/forward_team.cpp), giving the same results bit for bit:
+//
+// How many stretches attend_decode splits the keys into with `threads` threads: `threads` when
+// the work pays for waking them, else 1.
+int decode_attention_parts(const DecodeAttentionShape& shape, int64_t n_new, int64_t n_past, int threads);
+// Entries of the `parts` array for n_parts stretches (the accumulators: head_dim floats each).
+// Stretch p of new token i, query head h sits at slot (i * n_parts + p) * n_heads + h.
+int64_t decode_attention_slots(const DecodeAttentionShape& shape, int64_t n_new, int n_parts);
+// Stretch `part` of n_parts of every new token's visible keys, for KV heads [kv_begin, kv_end)
+// (and their query heads): fills their slots of parts/accs. `scores` is scratch of
+// (n_heads / n_kv_heads) * (n_past + n_new) floats, one per thread.
+void attend_decode_part(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
+                        const float* k_cache, const float* v_cache, int64_t head_stride, int part, int n_parts,
+                        int kv_begin, int kv_end, AttentionPartial* parts, float* accs, float* scores);
+void attend_decode_part(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new, int64_t n_past,
+                        const uint16_t* k_cache, const uint16_t* v_cache, int64_t head_stride, int part,
+                        int n_parts, int kv_begin, int kv_end, AttentionPartial* parts, float* accs, float* scores);
+// Merges the stretches of query heads [head_begin, head_end) into out ([n_new, n_heads · head_dim]).
+void merge_decode_parts(const DecodeAttentionShape& shape, int64_t n_new, int n_parts, const AttentionPartial* parts,
+                        const float* accs, int head_begin, int head_end, float* out);
+
 }  // namespace mpq

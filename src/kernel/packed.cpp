@@ -47,64 +47,70 @@ int64_t min_parallel_work(bool int8_activations) {
 
 }  // namespace
 
-void packed_matmul_group(std::span<const PackedProduct> group, const float* x, int64_t n_tokens, Isa isa) {
-  if (group.empty()) return;
-  const int64_t cols = group[0].w->cols();
-  bool any_int8 = false, all_int8 = true;
-  int64_t work = 0;
-  for (const PackedProduct& p : group) {
-    check(p.w->cols() == cols, "packed product", "the products of a group must share their input width");
-    const bool int8 = p.mode == ActivationMode::Int8 && p.w->supports_int8_activations();
-    any_int8 |= int8;
-    all_int8 &= int8;
-    work += n_tokens * p.w->rows() * cols;
-  }
-  Int8Activations x_int8;  // quantized once for every int8 product of the group
-  if (any_int8) quantize_activations_int8(isa, x, n_tokens, cols, x_int8);
-  // Rows [begin, end) of product i on the calling thread.
+bool group_uses_int8(std::span<const PackedProduct> group) {
+  return std::any_of(group.begin(), group.end(), [](const PackedProduct& p) {
+    return p.mode == ActivationMode::Int8 && p.w->supports_int8_activations();
+  });
+}
+
+void packed_matmul_group_share(std::span<const PackedProduct> group, const float* x, const Int8Activations* x_int8,
+                               int64_t n_tokens, int thread, int n_threads, Isa isa) {
+  // Rows [begin, end) of product p on the calling thread.
   auto run = [&](const PackedProduct& p, int64_t begin, int64_t end) {
     if (begin >= end) return;
     if (p.mode == ActivationMode::Int8 && p.w->supports_int8_activations()) {
-      p.w->matmul_int8(isa, x_int8, p.y, p.ldy, begin, end, p.row_to_output);
+      p.w->matmul_int8(isa, *x_int8, p.y, p.ldy, begin, end, p.row_to_output);
     } else {
       p.w->matmul_f32(isa, x, n_tokens, p.y, p.ldy, begin, end, p.row_to_output);
     }
   };
-  // Small work stays on the calling thread, where waking a second one costs more than it saves.
-  const int threads = work < min_parallel_work(all_int8) ? 1 : omp_get_max_threads();
-  if (threads == 1) {
+  if (n_threads == 1) {
     for (const PackedProduct& p : group) run(p, 0, p.w->rows());
     return;
   }
   // The group's tiles of 16 rows (whole cache lines of y for contiguous outputs, and a whole
-  // number of any interleaved row block) laid end to end and cut into `threads` stretches of
+  // number of any interleaved row block) laid end to end and cut into `n_threads` stretches of
   // about equal weight bytes, which is what a product's time follows (the formats of a group
   // may differ: a channel split's 8-bit and 4-bit sets). Thread t takes the byte range
-  // [t·B/threads, (t+1)·B/threads) and, of product i (starting at byte offset[i], tile_bytes[i]
+  // [t·B/n_threads, (t+1)·B/n_threads) and, of product i (starting at byte offset[i], tile_bytes[i]
   // per tile), the tiles whose rounded position falls inside it: neighbouring threads round the
-  // same boundary the same way, so every tile runs exactly once.
+  // same boundary the same way, so every tile runs exactly once. (A group has 1-3 products.)
   constexpr int64_t kTile = 16;
-  std::vector<double> offset(group.size()), tile_bytes(group.size());
-  std::vector<int64_t> tiles(group.size());
   double total = 0.0;
-  for (size_t i = 0; i < group.size(); ++i) {
-    tiles[i] = (group[i].w->rows() + kTile - 1) / kTile;
-    tile_bytes[i] = static_cast<double>(group[i].w->bytes()) / static_cast<double>(tiles[i]);
-    offset[i] = total;
-    total += static_cast<double>(group[i].w->bytes());
+  for (const PackedProduct& p : group) total += static_cast<double>(p.w->bytes());
+  const double lo = total * thread / n_threads, hi = total * (thread + 1) / n_threads;
+  double offset = 0.0;
+  for (const PackedProduct& p : group) {
+    const int64_t rows = p.w->rows(), tiles = (rows + kTile - 1) / kTile;
+    const double tile_bytes = static_cast<double>(p.w->bytes()) / static_cast<double>(tiles);
+    auto tile_at = [&](double position) {
+      const double t = std::nearbyint((position - offset) / tile_bytes);
+      return std::clamp<int64_t>(static_cast<int64_t>(t), 0, tiles);
+    };
+    run(p, std::min(rows, tile_at(lo) * kTile), std::min(rows, tile_at(hi) * kTile));
+    offset += static_cast<double>(p.w->bytes());
   }
-  auto tile_at = [&](size_t i, double position) {
-    const double t = std::nearbyint((position - offset[i]) / tile_bytes[i]);
-    return std::clamp<int64_t>(static_cast<int64_t>(t), 0, tiles[i]);
-  };
+}
+
+void packed_matmul_group(std::span<const PackedProduct> group, const float* x, int64_t n_tokens, Isa isa) {
+  if (group.empty()) return;
+  const int64_t cols = group[0].w->cols();
+  int64_t work = 0;
+  for (const PackedProduct& p : group) {
+    check(p.w->cols() == cols, "packed product", "the products of a group must share their input width");
+    work += n_tokens * p.w->rows() * cols;
+  }
+  const bool any_int8 = group_uses_int8(group);
+  const bool all_int8 = std::all_of(group.begin(), group.end(), [](const PackedProduct& p) {
+    return p.mode == ActivationMode::Int8 && p.w->supports_int8_activations();
+  });
+  Int8Activations x_int8;  // quantized once for every int8 product of the group
+  if (any_int8) quantize_activations_int8(isa, x, n_tokens, cols, x_int8);
+  // Small work stays on the calling thread, where waking a second one costs more than it saves.
+  const int threads = work < min_parallel_work(all_int8) ? 1 : omp_get_max_threads();
+  if (threads == 1) return packed_matmul_group_share(group, x, &x_int8, n_tokens, 0, 1, isa);
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int t = 0; t < threads; ++t) {
-    const double lo = total * t / threads, hi = total * (t + 1) / threads;
-    for (size_t i = 0; i < group.size(); ++i) {
-      const int64_t rows = group[i].w->rows();
-      run(group[i], std::min(rows, tile_at(i, lo) * kTile), std::min(rows, tile_at(i, hi) * kTile));
-    }
-  }
+  for (int t = 0; t < threads; ++t) packed_matmul_group_share(group, x, &x_int8, n_tokens, t, threads, isa);
 }
 
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,

@@ -109,6 +109,19 @@ struct PackedProduct {
 void packed_matmul_group(std::span<const PackedProduct> group, const float* x, int64_t n_tokens,
                          Isa isa = best_isa());
 
+// True when a product of `group` runs with int8 activations (its mode asks for them and its
+// format has an int8 kernel): the group's input must then be quantized (quantize_activations_int8).
+bool group_uses_int8(std::span<const PackedProduct> group);
+
+// Thread `thread` of `n_threads`'s share of packed_matmul_group: the stretch of the group's tiles
+// that the driver gives that thread (every tile runs in exactly one share, and each output row
+// is computed the same way whichever share runs it). x_int8 is x quantized, needed when
+// group_uses_int8. For callers that keep their own team of threads (a decode step run in one
+// parallel region, model/forward_team.cpp); the products must share their width (not checked
+// here: no exception may leave a share).
+void packed_matmul_group_share(std::span<const PackedProduct> group, const float* x, const Int8Activations* x_int8,
+                               int64_t n_tokens, int thread, int n_threads, Isa isa = best_isa());
+
 // One product: y[n_tokens, ldy] = x · Wᵀ over all rows of `w` (packed_matmul_group of one).
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
                    ActivationMode mode, const int32_t* row_to_output = nullptr, Isa isa = best_isa());

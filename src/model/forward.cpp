@@ -14,6 +14,7 @@
 #include "mpq/error.h"
 #include "kernel/attention.h"
 #include "kernel/half.h"
+#include "model/forward_internal.h"
 #include "model/moe.h"
 #include "model/ops.h"
 #include "mpq/model.h"
@@ -53,18 +54,17 @@ void attend_batch(const ModelConfig& c, const float* q, int64_t n_new, int n_pas
   }
 }
 
-// Rows [0, n) of `rows` (n rows of kv_dim) to positions n_past.. of layer l's cache: token t's
-// key for KV head g goes to row n_past + t of head g's block (KVCache layout), as fp32 or rounded
-// to half. Caches made for a single layer's use (calibration) get their rows on first use.
+// Rows [0, n) of `rows` (n rows of kv_dim) to positions n_past.. of a layer's cache block, for
+// KV heads [kv_begin, kv_end): token t's key for KV head g goes to row n_past + t of head g's
+// block (KVCache layout), as fp32 or rounded to half.
 template <class T>
-void store_rows(const ModelConfig& c, const KVCache& cache, const float* rows, int64_t n, std::vector<T>& block) {
-  const size_t size = static_cast<size_t>(cache.capacity) * c.kv_dim();
-  if (block.size() != size) block.resize(size);
+void store_rows(const ModelConfig& c, const KVCache& cache, const float* rows, int64_t n, T* block, int kv_begin,
+                int kv_end) {
   const int64_t head_stride = static_cast<int64_t>(cache.capacity) * c.head_dim;
   for (int64_t t = 0; t < n; ++t) {
-    for (int g = 0; g < c.n_kv_heads; ++g) {
+    for (int g = kv_begin; g < kv_end; ++g) {
       const float* from = rows + t * c.kv_dim() + g * c.head_dim;
-      T* to = &block[g * head_stride + (cache.n_past + t) * c.head_dim];
+      T* to = block + g * head_stride + (cache.n_past + t) * c.head_dim;
       if constexpr (std::is_same_v<T, float>) {
         std::copy_n(from, c.head_dim, to);
       } else {
@@ -74,16 +74,26 @@ void store_rows(const ModelConfig& c, const KVCache& cache, const float* rows, i
   }
 }
 
+}  // namespace
+
+bool cache_layer_allocated(const ModelConfig& c, const KVCache& cache, int l) {
+  const size_t size = static_cast<size_t>(cache.capacity) * c.kv_dim();
+  if (cache.type == KvCacheType::F16) return cache.k16[l].size() == size && cache.v16[l].size() == size;
+  return cache.k[l].size() == size && cache.v[l].size() == size;
+}
+
 void store_keys_values(const ModelConfig& c, KVCache& cache, int l, const float* keys, const float* values,
-                       int64_t n) {
+                       int64_t n, int kv_begin, int kv_end) {
   if (cache.type == KvCacheType::F16) {
-    store_rows(c, cache, keys, n, cache.k16[l]);
-    store_rows(c, cache, values, n, cache.v16[l]);
+    store_rows(c, cache, keys, n, cache.k16[l].data(), kv_begin, kv_end);
+    store_rows(c, cache, values, n, cache.v16[l].data(), kv_begin, kv_end);
   } else {
-    store_rows(c, cache, keys, n, cache.k[l]);
-    store_rows(c, cache, values, n, cache.v[l]);
+    store_rows(c, cache, keys, n, cache.k[l].data(), kv_begin, kv_end);
+    store_rows(c, cache, values, n, cache.v[l].data(), kv_begin, kv_end);
   }
 }
+
+namespace {
 
 // Attention of n_new new tokens (already stored) against layer l's cache. A few new tokens
 // (decode) go through kernel/attention.h, which reads either cache type; a prompt batch through
@@ -91,7 +101,7 @@ void store_keys_values(const ModelConfig& c, KVCache& cache, int l, const float*
 void attend_cache(const ModelConfig& c, const KVCache& cache, int l, const float* q, int64_t n_new, float* out) {
   const int64_t head_stride = static_cast<int64_t>(cache.capacity) * c.head_dim;
   const bool f16 = cache.type == KvCacheType::F16;
-  if (n_new <= 4) {
+  if (n_new <= kMaxDecodeTokens) {
     const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window};
     if (f16) {
       return attend_decode(best_isa(), shape, q, n_new, cache.n_past, cache.k16[l].data(), cache.v16[l].data(),
@@ -196,7 +206,18 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   int64_t start = 0;
   for (const SequenceInput& seq : plan.sequences) {
     KVCache& cache = *seq.cache;
-    store_keys_values(c, cache, l, &k[start * c.kv_dim()], &v[start * c.kv_dim()], seq.n_tokens);
+    // Caches made for a single layer's use (calibration) get their rows on first use.
+    if (!cache_layer_allocated(c, cache, l)) {
+      const size_t size = static_cast<size_t>(cache.capacity) * c.kv_dim();
+      if (cache.type == KvCacheType::F16) {
+        cache.k16[l].resize(size);
+        cache.v16[l].resize(size);
+      } else {
+        cache.k[l].resize(size);
+        cache.v[l].resize(size);
+      }
+    }
+    store_keys_values(c, cache, l, &k[start * c.kv_dim()], &v[start * c.kv_dim()], seq.n_tokens, 0, c.n_kv_heads);
     attend_cache(c, cache, l, &q[start * c.q_dim()], seq.n_tokens, &att[start * c.q_dim()]);
     start += seq.n_tokens;
   }
@@ -244,7 +265,9 @@ std::vector<float> Model::forward(std::span<const SequenceInput> batch,
     if (row < 0 || row >= plan.n_tokens) fail("forward", "output row out of range");
   }
   std::vector<float> x = embed(plan);
-  for (int l = 0; l < config.n_layers; ++l) run_layer(l, plan, x.data(), hooks);
+  if (!run_layers_in_one_region(*this, plan, x.data(), hooks)) {
+    for (int l = 0; l < config.n_layers; ++l) run_layer(l, plan, x.data(), hooks);
+  }
   commit_batch(plan);
   return head(x.data(), plan.n_tokens, output_rows);
 }

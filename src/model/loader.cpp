@@ -262,6 +262,7 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   Checkpoint ck = open_checkpoint(path);
   Model model;
   model.kv_cache_type = options.runtime.kv_cache;
+  model.decode_in_one_region = options.runtime.decode_in_one_region;
   model.config = model_config_from_hf(ck.config, ck.layout == "hf" ? path + "/config.json" : path);
   ModelConfig& c = model.config;
   model.source_path = path;
