@@ -85,7 +85,10 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
   const ModelConfig& c = model.config;
   const int n_threads = omp_get_max_threads();
   if (!model.decode_in_one_region || hooks != nullptr || c.is_moe() || plan.n_tokens < 1 ||
-      plan.n_tokens > kMaxDecodeTokens || n_threads < 2 || n_threads > usable_cpus() || omp_in_parallel()) {
+      plan.n_tokens > kMaxDecodeTokens || n_threads < 2 || n_threads > usable_cpus() || omp_in_parallel() ||
+      omp_get_dynamic() || n_threads > omp_get_thread_limit()) {
+    // (With dynamic teams or a thread limit the region could get fewer threads than the
+    // barrier waits for.)
     return false;
   }
   for (const SequenceInput& seq : plan.sequences) {
