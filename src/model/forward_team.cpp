@@ -106,7 +106,8 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
     LayerProducts& p = products[l];
     using K = LinearKind;
     if (!collect(layer, {K::Q, K::K, K::V}, {q.data(), k.data(), v.data()}, p.qkv) ||
-        !collect(layer, {K::O}, {proj.data()}, p.o) || !collect(layer, {K::Gate, K::Up}, {gate.data(), up.data()}, p.gate_up) ||
+        !collect(layer, {K::O}, {proj.data()}, p.o) ||
+        !collect(layer, {K::Gate, K::Up}, {gate.data(), up.data()}, p.gate_up) ||
         !collect(layer, {K::Down}, {proj.data()}, p.down)) {
       return false;
     }
@@ -142,7 +143,8 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
     };
     auto add_residual = [&](const std::vector<float>& bias) {
       for (int64_t r = 0; r < n; ++r) {
-        for (int64_t i = 0; i < dim; ++i) x_own[r * dim + i] += bias.empty() ? proj[r * dim + i] : proj[r * dim + i] + bias[i];
+        const float* from = &proj[r * dim];
+        for (int64_t i = 0; i < dim; ++i) x_own[r * dim + i] += bias.empty() ? from[i] : from[i] + bias[i];
       }
     };
     const Range q_heads = share_of(c.n_heads, t, n_threads), kv_heads = share_of(c.n_kv_heads, t, n_threads);
@@ -162,13 +164,16 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
       for (int64_t r = 0; r < n; ++r) {
         float* q_row = &q[r * q_dim + q_heads.begin * c.head_dim];
         float* k_row = &k[r * kv_dim + kv_heads.begin * c.head_dim];
-        const int n_q = static_cast<int>(q_heads.end - q_heads.begin), n_kv = static_cast<int>(kv_heads.end - kv_heads.begin);
+        const int n_q = static_cast<int>(q_heads.end - q_heads.begin);
+        const int n_kv = static_cast<int>(kv_heads.end - kv_heads.begin);
         if (c.qk_norm) {  // head by head: rms_norm forks for more than a few rows
           for (int h = 0; h < n_q; ++h) {
-            ops::rms_norm(q_row + h * c.head_dim, layer.q_norm.data(), q_row + h * c.head_dim, 1, c.head_dim, c.rms_eps);
+            float* head = q_row + h * c.head_dim;
+            ops::rms_norm(head, layer.q_norm.data(), head, 1, c.head_dim, c.rms_eps);
           }
           for (int h = 0; h < n_kv; ++h) {
-            ops::rms_norm(k_row + h * c.head_dim, layer.k_norm.data(), k_row + h * c.head_dim, 1, c.head_dim, c.rms_eps);
+            float* head = k_row + h * c.head_dim;
+            ops::rms_norm(head, layer.k_norm.data(), head, 1, c.head_dim, c.rms_eps);
           }
         }
         ops::rope(q_row, 1, n_q, c.head_dim, &plan.rope_cos[r * half], &plan.rope_sin[r * half]);
