@@ -14,13 +14,13 @@
 #include <random>
 #include <vector>
 
-#include "format/channel_split.h"
 #include "format/dtype.h"
 #include "kernel/attention.h"
 #include "kernel/threads.h"
 #include "model/forward_internal.h"
 #include "mpq/model.h"
 #include "quant/quantize_model.h"
+#include "packed_runtime_util.h"
 #include "synthetic_model.h"
 #include "test_util.h"
 
@@ -80,15 +80,7 @@ Model packed_model(const Case& c, const TempDir& dir) {
   RuntimeOptions runtime;
   runtime.packed = true;
   runtime.int8_activations = c.int8_activations;
-  for (DecoderLayer& layer : model.layers) {
-    for (Linear& lin : layer.linear) {
-      if (auto q = lin.weights->quantized()) {
-        lin.weights = make_quantized_weights(std::move(*q), runtime);
-      } else if (auto s = lin.weights->channel_split()) {
-        lin.weights = make_split_weights(std::move(*s), runtime);
-      }
-    }
-  }
+  test::set_runtime(model, runtime);
   model.kv_cache_type = c.kv_cache;
   return model;
 }

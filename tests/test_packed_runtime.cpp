@@ -20,6 +20,7 @@
 #include "mpq/tokenizer.h"
 #include "quant/quantize_model.h"
 #include "quant/rtn.h"
+#include "packed_runtime_util.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -64,19 +65,7 @@ mpq::ModuleChoice split_choice(const mpq::Model& model) {
   return c;
 }
 
-// Rebuilds every decoder Linear of `model` from its stored form under `runtime` (what the loader
-// does with a quantized file).
-void set_runtime(mpq::Model& model, const mpq::RuntimeOptions& runtime) {
-  for (auto& layer : model.layers) {
-    for (auto& lin : layer.linear) {
-      if (auto q = lin.weights->quantized()) {
-        lin.weights = mpq::make_quantized_weights(std::move(*q), runtime);
-      } else if (auto s = lin.weights->channel_split()) {
-        lin.weights = mpq::make_split_weights(std::move(*s), runtime);
-      }
-    }
-  }
-}
+using mpq::test::set_runtime;
 
 mpq::RuntimeOptions packed(bool int8) {
   mpq::RuntimeOptions r;

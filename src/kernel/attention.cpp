@@ -294,7 +294,7 @@ void attend_partial_impl(Isa isa, const float* q, int n_heads, const T* k, const
   }
 }
 
-// Part `part` of n_parts of a decode step's keys (DecodeAttentionParts) for KV heads
+// Stretch `part` of n_parts of a decode step's keys (decode_attention_parts) for KV heads
 // [kv_begin, kv_end). `scores` is scratch of group * (n_past + n_new) floats.
 template <class T>
 void attend_decode_part_impl(Isa isa, const DecodeAttentionShape& shape, const float* q, int64_t n_new,

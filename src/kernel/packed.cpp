@@ -47,10 +47,17 @@ int64_t min_parallel_work(bool int8_activations) {
 
 }  // namespace
 
+namespace {
+
+// A product asked for int8 activations whose format has an int8 kernel (the others run fp32).
+bool runs_int8(const PackedProduct& p) {
+  return p.mode == ActivationMode::Int8 && p.w->supports_int8_activations();
+}
+
+}  // namespace
+
 bool group_uses_int8(std::span<const PackedProduct> group) {
-  return std::any_of(group.begin(), group.end(), [](const PackedProduct& p) {
-    return p.mode == ActivationMode::Int8 && p.w->supports_int8_activations();
-  });
+  return std::any_of(group.begin(), group.end(), runs_int8);
 }
 
 void packed_matmul_group_share(std::span<const PackedProduct> group, const float* x, const Int8Activations* x_int8,
@@ -58,7 +65,7 @@ void packed_matmul_group_share(std::span<const PackedProduct> group, const float
   // Rows [begin, end) of product p on the calling thread.
   auto run = [&](const PackedProduct& p, int64_t begin, int64_t end) {
     if (begin >= end) return;
-    if (p.mode == ActivationMode::Int8 && p.w->supports_int8_activations()) {
+    if (runs_int8(p)) {
       p.w->matmul_int8(isa, *x_int8, p.y, p.ldy, begin, end, p.row_to_output);
     } else {
       p.w->matmul_f32(isa, x, n_tokens, p.y, p.ldy, begin, end, p.row_to_output);
@@ -101,9 +108,7 @@ void packed_matmul_group(std::span<const PackedProduct> group, const float* x, i
     work += n_tokens * p.w->rows() * cols;
   }
   const bool any_int8 = group_uses_int8(group);
-  const bool all_int8 = std::all_of(group.begin(), group.end(), [](const PackedProduct& p) {
-    return p.mode == ActivationMode::Int8 && p.w->supports_int8_activations();
-  });
+  const bool all_int8 = std::all_of(group.begin(), group.end(), runs_int8);
   Int8Activations x_int8;  // quantized once for every int8 product of the group
   if (any_int8) quantize_activations_int8(isa, x, n_tokens, cols, x_int8);
   // Small work stays on the calling thread, where waking a second one costs more than it saves.
