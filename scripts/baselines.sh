@@ -2,7 +2,9 @@
 # Uniform baselines on the default model: every scheme x quantizer of the formats issue,
 # quantized (calibration: WikiText-2 validation split) and evaluated on WikiText-2 test
 # (llama.cpp protocol, first $CHUNKS chunks of 512 tokens; 32 calibration sequences of 512 tokens) against the fp reference's logits.
-# Writes one JSON per run into $OUT and the Markdown table to $OUT/table.md.
+# Quantized models are evaluated with an fp32 KV cache (`--kv-cache f32`), like the reference, so
+# that the numbers measure the weights alone. Writes one JSON per run into $OUT and the Markdown
+# table to $OUT/table.md.
 #   bash scripts/baselines.sh                 # all 28 runs
 #   SCHEMES="int4_g128" QUANTIZERS="rtn gptq" bash scripts/baselines.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -26,7 +28,7 @@ for scheme in $SCHEMES; do
     # Results are renamed into place only when complete, so an interrupted run is redone.
     "$MPQ" quantize "$MODEL" --scheme "$scheme:$quantizer" $CALIB_ARGS --out "$OUT/$name" --json > "$OUT/$name.quant.json.tmp"
     mv "$OUT/$name.quant.json.tmp" "$OUT/$name.quant.json"
-    "$MPQ" ppl "$OUT/$name" --text "$TEXT" --chunks "$CHUNKS" --kl-base "$OUT/ref.logits" --json > "$OUT/$name.ppl.json.tmp"
+    "$MPQ" ppl "$OUT/$name" --kv-cache f32 --text "$TEXT" --chunks "$CHUNKS" --kl-base "$OUT/ref.logits" --json > "$OUT/$name.ppl.json.tmp"
     mv "$OUT/$name.ppl.json.tmp" "$OUT/$name.ppl.json"
     rm -rf "${OUT:?}/$name"  # keep the numbers, not the 100+ MB directories
   done

@@ -2,7 +2,8 @@
 # What quantizing the output head costs in accuracy (docs/RESULTS.md, "Output head"): the default
 # model in int4_g128 (RTN) with its tied head kept (fp32), or quantized with `--head-format` to
 # bf16, fp8_e4m3_channel, int8_channel and int4_g128; perplexity and KL against the fp model on
-# the first $CHUNKS WikiText-2 test chunks (reference logits of scripts/baselines.sh).
+# the first $CHUNKS WikiText-2 test chunks (reference logits of scripts/baselines.sh; fp32 KV cache,
+# as there).
 # Resumable: finished rows are skipped. Writes $OUT/*.ppl.json and prints a table.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 MPQ="${MPQ:-$MPQ_BUILD/mpq}"
@@ -20,7 +21,7 @@ for head in $HEADS; do
   args=()
   [ "$head" = keep ] || args=(--head-format "$head")
   "$MPQ" quantize "$MODEL" --scheme int4_g128:rtn "${args[@]}" --out "$OUT/$head" --json > "$OUT/$head.quant.json"
-  "$MPQ" ppl "$OUT/$head" --text "$TEXT" --chunks "$CHUNKS" --kl-base "$BASE/ref.logits" --json > "$OUT/$head.ppl.json.tmp"
+  "$MPQ" ppl "$OUT/$head" --kv-cache f32 --text "$TEXT" --chunks "$CHUNKS" --kl-base "$BASE/ref.logits" --json > "$OUT/$head.ppl.json.tmp"
   mv "$OUT/$head.ppl.json.tmp" "$OUT/$head.ppl.json"
   rm -rf "${OUT:?}/$head"
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mixed-precision plans vs uniform schemes at matched budgets on the default model (docs/RESULTS.md,
 # "Plans"). Needs the sensitivity files of scripts/sensitivity.sh and the reference logits of
-# scripts/baselines.sh (same evaluation: first $CHUNKS WikiText-2 test chunks, KL vs the fp model).
+# scripts/baselines.sh (same evaluation: first $CHUNKS WikiText-2 test chunks, KL vs the fp model,
+# fp32 KV cache).
 # Every plan uses $QUANTIZER (default rtn) for all tensors, like the uniform rows it is compared with.
 # Resumable: finished plans are skipped.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -23,7 +24,7 @@ plan_and_eval() {  # name, sensitivity file, plan args...
   "$MPQ" plan "$sens" "$@" --quantizer "$QUANTIZER" --out "$OUT/$name.plan.json" --json > /dev/null
   "$MPQ" quantize "$MODEL" --plan "$OUT/$name.plan.json" $CALIB_ARGS --out "$OUT/$name" --json > "$OUT/$name.quant.json"
   du -sb "$OUT/$name" | cut -f1 > "$OUT/$name.bytes"
-  "$MPQ" ppl "$OUT/$name" --text "$TEXT" --chunks "$CHUNKS" --kl-base "$BASE/ref.logits" --json > "$OUT/$name.ppl.json.tmp"
+  "$MPQ" ppl "$OUT/$name" --kv-cache f32 --text "$TEXT" --chunks "$CHUNKS" --kl-base "$BASE/ref.logits" --json > "$OUT/$name.ppl.json.tmp"
   mv "$OUT/$name.ppl.json.tmp" "$OUT/$name.ppl.json"
   rm -rf "${OUT:?}/$name"
 }
@@ -45,7 +46,7 @@ uniform() {  # scheme
   [ -f "$OUT/$name.ppl.json" ] && return 0
   echo "== $name"
   "$MPQ" quantize "$MODEL" --scheme "$1" $CALIB_ARGS --out "$OUT/$name" --json > "$OUT/$name.quant.json"
-  "$MPQ" ppl "$OUT/$name" --text "$TEXT" --chunks "$CHUNKS" --kl-base "$BASE/ref.logits" --json > "$OUT/$name.ppl.json.tmp"
+  "$MPQ" ppl "$OUT/$name" --kv-cache f32 --text "$TEXT" --chunks "$CHUNKS" --kl-base "$BASE/ref.logits" --json > "$OUT/$name.ppl.json.tmp"
   mv "$OUT/$name.ppl.json.tmp" "$OUT/$name.ppl.json"
   rm -rf "${OUT:?}/$name"
 }

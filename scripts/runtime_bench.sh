@@ -4,7 +4,8 @@
 # (prefill 512 tokens, decode after 128, read bandwidth measured in the same run). Every model
 # gets the output head format $HEAD (`mpq quantize --head-format`; default bf16, which costs no
 # accuracy here, see scripts/head.sh); $EXTRA_HEAD_ROWS adds rows "name:head" with another head,
-# $KV_F16_ROWS (same form) rows decoded with an F16 KV cache (`--kv-cache f16`, int8 activations).
+# $KV_F32_ROWS (same form) rows decoded with an fp32 KV cache (`--kv-cache f32`, int8 activations;
+# the other rows use the default, f16 for these packed quantized models).
 # OpenMP keeps libgomp's default wait policy (workers spin briefly): OMP_WAIT_POLICY=passive
 # makes every small product sleep-and-wake its worker (docs/RUNTIME.md).
 # Run it on a quiet machine: timings on 2 shared cores are noisy. Writes $OUT/*.bench.json and
@@ -16,7 +17,7 @@ PLANS="${PLANS:-$MPQ_MODELS/plans}"
 OUT="${OUT:-$MPQ_MODELS/runtime}"
 HEAD="${HEAD:-bf16}"
 EXTRA_HEAD_ROWS="${EXTRA_HEAD_ROWS:-int4_g128:int8_channel channels-4.5:int8_channel}"
-KV_F16_ROWS="${KV_F16_ROWS:-int4_g128:int8_channel int4_g128:bf16}"
+KV_F32_ROWS="${KV_F32_ROWS:-int4_g128:int8_channel int4_g128:bf16}"
 unset OMP_WAIT_POLICY
 SCHEMES="${SCHEMES:-bf16 int8_channel fp8_e4m3_channel int4_g128 nvfp4 mxfp4 int3_g128 int2_g64}"
 PLAN_NAMES="${PLAN_NAMES:-tiers-8 channels-4.5 knapsack-4.5}"
@@ -27,24 +28,24 @@ bench_one() {  # result name, dir, act, extra bench args...
   "$MPQ" bench "$dir" --act "$act" --reps 3 --tg-reps 10 --json "$@" > "$OUT/$name.$act.bench.json.tmp"
   mv "$OUT/$name.$act.bench.json.tmp" "$OUT/$name.$act.bench.json"
 }
-row() {  # name, head format, kv cache (f32: both activations; f16: int8 activations)
+row() {  # name, head format, kv cache (auto: both activations; f32: int8 activations)
   local out="$1.head-$2"
-  [ "$3" = f16 ] && out="$out.kv-f16"
+  [ "$3" = f32 ] && out="$out.kv-f32"
   [ -f "$OUT/$out.int8.bench.json" ] && return 0
   local what=(--scheme "$1:rtn")
   [ -f "$PLANS/$1.plan.json" ] && what=(--plan "$PLANS/$1.plan.json")
   "$MPQ" quantize "$MODEL" "${what[@]}" --head-format "$2" --out "$OUT/$out" --json > /dev/null
-  if [ "$3" = f16 ]; then
-    bench_one "$out" "$OUT/$out" int8 --kv-cache f16
+  if [ "$3" = f32 ]; then
+    bench_one "$out" "$OUT/$out" int8 --kv-cache f32
   else
     bench_one "$out" "$OUT/$out" fp32
     bench_one "$out" "$OUT/$out" int8
   fi
   rm -rf "${OUT:?}/$out"
 }
-for name in $SCHEMES $PLAN_NAMES; do row "$name" "$HEAD" f32; done
-for extra in $EXTRA_HEAD_ROWS; do row "${extra%%:*}" "${extra##*:}" f32; done
-for extra in $KV_F16_ROWS; do row "${extra%%:*}" "${extra##*:}" f16; done
+for name in $SCHEMES $PLAN_NAMES; do row "$name" "$HEAD" auto; done
+for extra in $EXTRA_HEAD_ROWS; do row "${extra%%:*}" "${extra##*:}" auto; done
+for extra in $KV_F32_ROWS; do row "${extra%%:*}" "${extra##*:}" f32; done
 python3 - "$OUT" <<'PY'
 import json, pathlib, statistics, sys
 out = pathlib.Path(sys.argv[1])
@@ -52,8 +53,8 @@ rows = []
 for f in sorted(out.glob("*.bench.json")):
     j = json.loads(f.read_text())
     name, act = f.name[: -len(".bench.json")].rsplit(".", 1)
-    kv = "f16" if name.endswith(".kv-f16") else "f32"
-    name = name.removesuffix(".kv-f16")
+    kv = j["kv_cache"]
+    name = name.removesuffix(".kv-f32")
     model, head = name.split(".head-") if ".head-" in name else (name, "f32")
     rows.append((model, head, act, kv, j))
 median_probe = statistics.median(j["bandwidth_gb_s"] for *_, j in rows)

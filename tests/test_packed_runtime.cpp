@@ -71,6 +71,7 @@ mpq::RuntimeOptions packed(bool int8) {
   mpq::RuntimeOptions r;
   r.packed = true;
   r.int8_activations = int8;
+  r.kv_cache = mpq::KvCacheType::F32;  // these tests compare weight paths: the same cache arithmetic
   return r;
 }
 
@@ -363,6 +364,38 @@ TEST(PackedRuntime, BadInputThrows) {
   EXPECT_THROW(mpq::make_split_weights(s, packed(false)), mpq::Error);
 }
 
+// The KV cache a model makes by default: f16 for a quantized model run from packed weights, f32
+// for the decoded reference runtime and for fp weights; an explicit RuntimeOptions::kv_cache wins.
+TEST(PackedRuntime, KvCacheDefaultsToF16ForPackedQuantizedModels) {
+  SKIP_WITHOUT_DATA();
+  mpq::test::TempDir tmp;
+  const std::string dir = tmp.file("int4");
+  {
+    mpq::QuantizeReport report;
+    mpq::Model model = quantized_tiny(plain(mpq::WeightFormatId::Int4_G128), &report);
+    mpq::write_quantized_model(model, report, dir, {{"scheme", "int4_g128:rtn"}});
+  }
+  auto cache_type = [](const std::string& path, mpq::RuntimeOptions runtime) {
+    mpq::LoadOptions o;
+    o.need_tokenizer = false;
+    o.runtime = runtime;
+    const mpq::Model m = mpq::load_model(path, o);
+    EXPECT_EQ(m.make_cache(8).type, m.kv_cache_type);
+    return m.kv_cache_type;
+  };
+  mpq::RuntimeOptions packed_auto, decoded_auto, packed_f32, decoded_f16;
+  packed_auto.packed = packed_f32.packed = true;
+  packed_f32.kv_cache = mpq::KvCacheType::F32;
+  decoded_f16.kv_cache = mpq::KvCacheType::F16;
+  EXPECT_EQ(cache_type(dir, packed_auto), mpq::KvCacheType::F16);
+  EXPECT_EQ(cache_type(dir, decoded_auto), mpq::KvCacheType::F32);
+  EXPECT_EQ(cache_type(dir, packed_f32), mpq::KvCacheType::F32);
+  EXPECT_EQ(cache_type(dir, decoded_f16), mpq::KvCacheType::F16);
+  EXPECT_EQ(cache_type(kGguf, packed_auto), mpq::KvCacheType::F32);  // fp weights
+  EXPECT_STREQ(mpq::kv_cache_type_name(mpq::KvCacheType::F16), "f16");
+  EXPECT_STREQ(mpq::kv_cache_type_name(mpq::KvCacheType::F32), "f32");
+}
+
 TEST(PackedRuntime, ReadBandwidthIsPositive) {
   const double bw = mpq::measure_read_bandwidth(0, int64_t{8} << 20, 3);
   EXPECT_GT(bw, 1e8);   // > 0.1 GB/s on anything
@@ -420,6 +453,11 @@ TEST(PackedRuntime, BenchJsonReportsRuntimeAndRoofline) {
   EXPECT_EQ(jp["runtime"], "decoded");
   EXPECT_EQ(jp["activations"], "fp32");
   EXPECT_EQ(jp["kv_cache"], "f32");
+
+  // --kv-cache auto (the default): f16 for the packed quantized model.
+  const auto ppl_auto = mpq::test::run_mpq("ppl '" + dir + "' --text '" + kTiny + "' --ctx 64 --chunks 1 --json", tmp);
+  ASSERT_EQ(ppl_auto.status, 0) << ppl_auto.err;
+  EXPECT_EQ(nlohmann::json::parse(ppl_auto.out)["kv_cache"], "f16");
 
   const auto bad = mpq::test::run_mpq("bench '" + dir + "' --runtime fast", tmp);
   EXPECT_NE(bad.status, 0);

@@ -34,7 +34,7 @@ int run_ppl(PplArgs& args) {
                       {"n_chunks", r.n_chunks}, {"n_text_tokens", r.n_text_tokens},
                       {"seconds", r.seconds}, {"tok_s", r.tokens_per_second},
                       {"runtime", args.model.runtime}, {"activations", args.model.activations},
-                      {"kv_cache", args.model.kv_cache}};
+                      {"kv_cache", kv_cache_type_name(model.kv_cache_type)}};
   if (r.has_kl) {
     j["kl_base"] = args.options.kl_base_path;
     j["kld_mean"] = r.kld_mean;
@@ -96,7 +96,7 @@ int run_bench(const BenchArgs& args) {
                 {"pp_tok_s", r.pp_tok_s}, {"tg_tok_s", r.tg_tok_s},
                 {"pp_runs_s", r.pp_runs_s}, {"tg_runs_s", r.tg_runs_s},
                 {"runtime", args.model.runtime}, {"activations", args.model.activations},
-                {"kv_cache", args.model.kv_cache}, {"decode_threading", args.model.decode_threading},
+                {"kv_cache", kv_cache_type_name(model.kv_cache_type)}, {"decode_threading", args.model.decode_threading},
                 {"bandwidth_gb_s", r.bandwidth_gb_s}, {"weight_bytes_per_token", r.weight_bytes_per_token},
                 {"roofline_fraction", r.roofline_fraction}, {"rss_bytes", r.rss_bytes},
                 {"file_bytes", r.file_bytes}});
@@ -106,7 +106,7 @@ int run_bench(const BenchArgs& args) {
               "medians of %zu / %zu runs, %d threads, runtime %s, activations %s, KV cache %s, decode threading %s\n",
               args.model.path.c_str(), r.pp_tok_s, args.options.pp_tokens, r.tg_tok_s,
               args.options.tg_tokens, args.options.tg_prompt, r.pp_runs_s.size(), r.tg_runs_s.size(), r.threads,
-              args.model.runtime.c_str(), args.model.activations.c_str(), args.model.kv_cache.c_str(),
+              args.model.runtime.c_str(), args.model.activations.c_str(), kv_cache_type_name(model.kv_cache_type),
               args.model.decode_threading.c_str());
   const double mib = 1024.0 * 1024.0;
   std::printf("weights read per token %.1f MiB; read bandwidth %.2f GB/s; decode at %.1f%% of the "

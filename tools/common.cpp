@@ -27,8 +27,9 @@ void add_model_args(CLI::App& app, ModelArgs& args) {
                  "128 values)")
       ->check(CLI::IsMember({"fp32", "int8"}));
   app.add_option("--kv-cache", args.kv_cache,
-                 "KV cache element type: f32 (default) or f16 (half the bytes per decoded token)")
-      ->check(CLI::IsMember({"f32", "f16"}));
+                 "KV cache element type: auto (default: f16 for quantized models run from packed "
+                 "weights, f32 otherwise), f32, or f16 (half the bytes per decoded token)")
+      ->check(CLI::IsMember({"auto", "f32", "f16"}));
   app.add_option("--decode-threading", args.decode_threading,
                  "packed decode steps: one-region (default; all layers in one parallel region, "
                  "threads meeting at spin barriers) or per-op (a fork per product and attention)")
@@ -41,14 +42,14 @@ RuntimeOptions runtime_options(const ModelArgs& args) {
         "expected packed or decoded, got '" + args.runtime + "'");
   check(args.activations == "fp32" || args.activations == "int8", "--act",
         "expected fp32 or int8, got '" + args.activations + "'");
-  check(args.kv_cache == "f32" || args.kv_cache == "f16", "--kv-cache",
-        "expected f32 or f16, got '" + args.kv_cache + "'");
+  check(args.kv_cache == "auto" || args.kv_cache == "f32" || args.kv_cache == "f16", "--kv-cache",
+        "expected auto, f32 or f16, got '" + args.kv_cache + "'");
   check(args.decode_threading == "one-region" || args.decode_threading == "per-op", "--decode-threading",
         "expected one-region or per-op, got '" + args.decode_threading + "'");
   RuntimeOptions runtime;
   runtime.packed = args.runtime == "packed";
   runtime.int8_activations = args.activations == "int8";
-  runtime.kv_cache = args.kv_cache == "f16" ? KvCacheType::F16 : KvCacheType::F32;
+  if (args.kv_cache != "auto") runtime.kv_cache = args.kv_cache == "f16" ? KvCacheType::F16 : KvCacheType::F32;
   runtime.decode_in_one_region = args.decode_threading == "one-region";
   return runtime;
 }

@@ -18,7 +18,8 @@ struct ModelArgs {
   std::string runtime = "packed";  // --runtime: "packed" (from packed weights) or "decoded"
                                    // (through a decoded fp32 copy, the fake-quant reference)
   std::string activations = "fp32";  // --act: "fp32" or "int8" (packed integer formats)
-  std::string kv_cache = "f32";      // --kv-cache: "f32" or "f16"
+  std::string kv_cache = "auto";     // --kv-cache: "auto" (RuntimeOptions::kv_cache unset), "f32"
+                                     // or "f16"; Model::kv_cache_type is what it became
   std::string decode_threading = "one-region";  // --decode-threading: "one-region" or "per-op"
 };
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -98,6 +99,7 @@ enum class KvCacheType : uint8_t {
   F32,  // fp32: the reference arithmetic
   F16,  // IEEE half: half the bytes a decode step reads (keys and values rounded to 11 bits)
 };
+const char* kv_cache_type_name(KvCacheType type);  // "f32", "f16"
 
 struct RuntimeOptions {
   // true: straight from weights packed for the CPU kernels (kernel/packed.h), resident memory
@@ -107,8 +109,11 @@ struct RuntimeOptions {
   // Packed integer formats only: quantize activations to int8 per token and per 128 values
   // (W8A8 / W4A8 with integer dot products); other formats ignore it.
   bool int8_activations = false;
-  // What Model::make_cache allocates by default.
-  KvCacheType kv_cache = KvCacheType::F32;
+  // What Model::make_cache allocates by default. Unset: F16 for a quantized model run from packed
+  // weights (a decode step then reads half the cache bytes, at no measurable accuracy cost:
+  // docs/RUNTIME.md), F32 otherwise (fp models and the decoded reference runtime keep the
+  // reference arithmetic).
+  std::optional<KvCacheType> kv_cache;
   // Packed runtime, decode steps (a few new tokens): run all decoder layers in one parallel
   // region whose threads meet at spin barriers, instead of one fork per product and attention
   // (same results bit for bit; docs/RUNTIME.md). false: the fork-per-operation path.
@@ -243,7 +248,7 @@ class Model {
   std::vector<float> final_norm;   // [dim]
   Linear lm_head;                  // [vocab, dim]; views `embedding` when tied
   std::unique_ptr<Tokenizer> tokenizer;  // may be null when LoadOptions::need_tokenizer is false
-  KvCacheType kv_cache_type = KvCacheType::F32;  // make_cache's default (LoadOptions::runtime)
+  KvCacheType kv_cache_type = KvCacheType::F32;  // make_cache's default (RuntimeOptions::kv_cache)
   bool decode_in_one_region = true;  // RuntimeOptions::decode_in_one_region
 
   Model();

@@ -287,6 +287,8 @@ std::vector<float> Model::forward_last(std::span<const int32_t> tokens, KVCache&
   return forward(std::span(&seq, 1), std::span(&last, 1));
 }
 
+const char* kv_cache_type_name(KvCacheType type) { return type == KvCacheType::F16 ? "f16" : "f32"; }
+
 KVCache Model::make_cache(int capacity) const { return make_cache(capacity, kv_cache_type); }
 
 KVCache Model::make_cache(int capacity, KvCacheType type) const {

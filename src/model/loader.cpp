@@ -261,7 +261,6 @@ int64_t Model::parameter_count() const {
 Model load_model(const std::string& path, const LoadOptions& options) {
   Checkpoint ck = open_checkpoint(path);
   Model model;
-  model.kv_cache_type = options.runtime.kv_cache;
   model.decode_in_one_region = options.runtime.decode_in_one_region;
   model.config = model_config_from_hf(ck.config, ck.layout == "hf" ? path + "/config.json" : path);
   ModelConfig& c = model.config;
@@ -284,6 +283,8 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   // separate embedding: the head's decoded rows are the embedding.
   const auto head_module = quantized_modules.find("lm_head");
   const bool quantized_head = head_module != quantized_modules.end();
+  model.kv_cache_type = options.runtime.kv_cache.value_or(
+      options.runtime.packed && !quantized_modules.empty() ? KvCacheType::F16 : KvCacheType::F32);
   if (!(quantized_head && c.tied_embeddings) || reader.has("model.embed_tokens.weight")) {
     model.embedding = std::make_shared<const std::vector<float>>(
         reader.read("model.embed_tokens.weight", {c.vocab_size, c.dim}));
