@@ -50,9 +50,11 @@ void expect_same_matrix(const QuantizedMatrix& a, const QuantizedMatrix& b) {
 
 // The product y[t, r] = Σ_i W[r, i] x[t, i] of dequantize(q) in double, and the error bound of
 // any fp32 evaluation of it. Every path decodes the weights exactly (tested below), so only
-// the fp32 sum differs: with n = cols products each rounded at most once and at most n - 1
-// additions on any product's path to the result (whatever the order or the lane split),
-// |fp32 - exact| <= γ_n Σ_i |W[r, i] x[t, i]|, γ_n = n u / (1 - n u), u = 2^-24.
+// the fp32 sum differs: with n = cols products each rounded at most once, at most n - 1
+// additions on any product's path to the result (whatever the order or the lane split) and at
+// most one multiplication by a row scale applied to the sum (the SIMD paths of
+// fp8_e4m3_channel: W = s·v with v exact, Σ s·v·x computed as s·Σ v·x),
+// |fp32 - exact| <= γ_(n+1) Σ_i |W[r, i] x[t, i]|, γ_m = m u / (1 - m u), u = 2^-24.
 struct ExactProduct {
   std::vector<double> y;      // [n_tokens, rows]
   std::vector<double> bound;  // [n_tokens, rows]
@@ -62,7 +64,7 @@ ExactProduct exact_product(const QuantizedMatrix& q, const float* x, int64_t n_t
   std::vector<float> w(static_cast<size_t>(q.rows * q.cols));
   mpq::dequantize(q, w.data());
   const double u = std::ldexp(1.0, -24);
-  const double gamma = q.cols * u / (1 - q.cols * u);
+  const double gamma = (q.cols + 1) * u / (1 - (q.cols + 1) * u);
   ExactProduct p;
   p.y.resize(static_cast<size_t>(n_tokens * q.rows));
   p.bound.resize(p.y.size());

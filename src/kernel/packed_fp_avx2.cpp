@@ -22,6 +22,7 @@ struct Column {
 // Decoders (see the AVX-512 file for the formulas; only the vector width differs).
 
 struct Bf16Decoder {
+  static constexpr bool kScaleAfterSum = false;
   MPQ_AVX2_INLINE Column group_scale(const float*) const { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
   MPQ_AVX2_INLINE static __m256 widen(const uint8_t* p) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -37,6 +38,7 @@ struct Bf16Decoder {
 };
 
 struct F16Decoder {
+  static constexpr bool kScaleAfterSum = false;
   MPQ_AVX2_INLINE Column group_scale(const float*) const { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
   MPQ_AVX2_INLINE static __m256 widen(const uint8_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -51,9 +53,12 @@ struct F16Decoder {
 };
 
 // E4M3 -> f16 holding 2^-8 times the value (S.EEEE.MMM -> S.0EEEE.MMM0000000), the 2^8 folded
-// into the group scale; NaN codes get the f16 exponent 11111 when the matrix has any.
-template <bool kHasNan>
+// into the group scale; NaN codes get the f16 exponent 11111 when the matrix has any. kRowScale:
+// one scale per row, applied to the row sums (as in the AVX-512 path).
+template <bool kHasNan, bool kRowScale>
 struct E4M3Decoder {
+  static constexpr bool kScaleAfterSum = kRowScale;
+  MPQ_AVX2_INLINE __m256 scaled(__m256 w, __m256 scale) const { return kRowScale ? w : _mm256_mul_ps(w, scale); }
   MPQ_AVX2_INLINE Column group_scale(const float* s) const {
     const __m256 f = _mm256_set1_ps(256.f);
     return {_mm256_mul_ps(_mm256_loadu_ps(s), f), _mm256_mul_ps(_mm256_loadu_ps(s + 8), f)};
@@ -67,8 +72,8 @@ struct E4M3Decoder {
                                              _mm256_set1_epi16(0x7F));
       h = _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x7C00)));
     }
-    return {_mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), scale.lo),
-            _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), scale.hi)};
+    return {scaled(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), scale.lo),
+            scaled(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), scale.hi)};
   }
   MPQ_AVX2_INLINE void pair(const uint8_t* block, int64_t k, const Column& s, Column& w0, Column& w1) const {
     w0 = column(block, k, s);
@@ -80,6 +85,7 @@ struct E4M3Decoder {
 // bit 3, shifted to bit 31, is xor-ed in as the sign. Bytes as in the AVX-512 path: the low
 // nibble is column 2p, the high nibble column 2p+1.
 struct E2M1Decoder {
+  static constexpr bool kScaleAfterSum = false;
   __m256 magnitudes;  // |e2m1| of codes 0..7
   MPQ_AVX2_INLINE Column group_scale(const float* s) const {
     return {_mm256_loadu_ps(s), _mm256_loadu_ps(s + 8)};
@@ -177,6 +183,11 @@ MPQ_AVX2_INLINE void block_product(const PackedFpView& m, const Decoder& dec, in
       sum.lo = _mm256_add_ps(sum.lo, acc[c][t].lo);
       sum.hi = _mm256_add_ps(sum.hi, acc[c][t].hi);
     }
+    if constexpr (Decoder::kScaleAfterSum) {
+      const Column scale = dec.group_scale(scales);
+      sum.lo = _mm256_mul_ps(sum.lo, scale.lo);
+      sum.hi = _mm256_mul_ps(sum.hi, scale.hi);
+    }
     result[t] = sum;
   }
 }
@@ -237,8 +248,12 @@ MPQ_AVX2 void packed_fp_matmul_avx2(const PackedFpView& m, const FpMatmulCall& c
     case FpCodeKind::BF16: return run(m, Bf16Decoder{}, call);
     case FpCodeKind::F16: return run(m, F16Decoder{}, call);
     case FpCodeKind::E4M3:
-      if (m.e4m3_has_nan) return run(m, E4M3Decoder<true>{}, call);
-      return run(m, E4M3Decoder<false>{}, call);
+      if (m.groups == 1) {
+        if (m.e4m3_has_nan) return run(m, E4M3Decoder<true, true>{}, call);
+        return run(m, E4M3Decoder<false, true>{}, call);
+      }
+      if (m.e4m3_has_nan) return run(m, E4M3Decoder<true, false>{}, call);
+      return run(m, E4M3Decoder<false, false>{}, call);
     case FpCodeKind::E2M1: return run(m, E2M1Decoder{_mm256_loadu_ps(kE2M1Magnitudes)}, call);
   }
 }
