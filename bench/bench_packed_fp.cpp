@@ -3,7 +3,7 @@
 // and prefill (512 tokens), on one thread (PackedMatrix::matmul_f32 with the best ISA) and
 // through the threaded driver (packed_matmul), beside the fp32 product of kernel/matmul_f32.h.
 //
-//   build/mpq_bench --benchmark_filter='PackedFp|F32Reference' --benchmark_min_time=0.1s
+//   build/mpq_bench --benchmark_filter='PackedFp|F32Reference' --benchmark_min_time=0.1
 //
 // Counters: GB/s(weights) = resident packed bytes (PackedMatrix::bytes(), fp32: 4 per weight)
 // per second; GOP/s = 2 * rows * cols * tokens per second.

@@ -10,7 +10,7 @@
 //       OpenBLAS on one thread (GEMV path for 1 token in both cases)
 //   counters: GB/s = resident weight bytes / time, GOP/s = 2·rows·cols·tokens / time
 //
-//   build/mpq_bench --benchmark_filter='PackedInt|Sgemm' --benchmark_min_time=0.2s
+//   build/mpq_bench --benchmark_filter='PackedInt|Sgemm' --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <omp.h>
