@@ -364,17 +364,21 @@ TEST(PackedRuntime, BadInputThrows) {
   EXPECT_THROW(mpq::make_split_weights(s, packed(false)), mpq::Error);
 }
 
+// The tiny model in int4_g128 (RTN) written as a quantized directory in `tmp`; its path.
+static std::string write_tiny_int4(const mpq::test::TempDir& tmp) {
+  const std::string dir = tmp.file("int4");
+  mpq::QuantizeReport report;
+  mpq::Model model = quantized_tiny(plain(mpq::WeightFormatId::Int4_G128), &report);
+  mpq::write_quantized_model(model, report, dir, {{"scheme", "int4_g128:rtn"}});
+  return dir;
+}
+
 // The KV cache a model makes by default: f16 for a quantized model run from packed weights, f32
 // for the decoded reference runtime and for fp weights; an explicit RuntimeOptions::kv_cache wins.
 TEST(PackedRuntime, KvCacheDefaultsToF16ForPackedQuantizedModels) {
   SKIP_WITHOUT_DATA();
   mpq::test::TempDir tmp;
-  const std::string dir = tmp.file("int4");
-  {
-    mpq::QuantizeReport report;
-    mpq::Model model = quantized_tiny(plain(mpq::WeightFormatId::Int4_G128), &report);
-    mpq::write_quantized_model(model, report, dir, {{"scheme", "int4_g128:rtn"}});
-  }
+  const std::string dir = write_tiny_int4(tmp);
   auto cache_type = [](const std::string& path, mpq::RuntimeOptions runtime) {
     mpq::LoadOptions o;
     o.need_tokenizer = false;
@@ -407,12 +411,7 @@ TEST(PackedRuntime, ReadBandwidthIsPositive) {
 TEST(PackedRuntime, BenchJsonReportsRuntimeAndRoofline) {
   SKIP_WITHOUT_DATA();
   mpq::test::TempDir tmp;
-  const std::string dir = tmp.file("int4");
-  {
-    mpq::QuantizeReport report;
-    mpq::Model model = quantized_tiny(plain(mpq::WeightFormatId::Int4_G128), &report);
-    mpq::write_quantized_model(model, report, dir, {{"scheme", "int4_g128:rtn"}});
-  }
+  const std::string dir = write_tiny_int4(tmp);
   const auto r = mpq::test::run_mpq("bench '" + dir + "' --json --pp 16 --tg-prompt 8 --tg 3 --reps 1 --tg-reps 2 "
                                     "--bw-mib 16 --act int8 --kv-cache f16 --decode-threading per-op",
                                     tmp);
