@@ -12,20 +12,11 @@
 namespace fs = std::filesystem;
 using mpq::test::run_mpq;
 using mpq::test::TempDir;
+using mpq::test::expect_one_line_error;
 
 namespace {
 
 const std::string kGguf = mpq::test::shared_dir() + "/models/stories260K/gguf/stories260K.gguf";
-
-void expect_one_line_error(const mpq::test::RunResult& r, const std::string& path, const std::string& phrase) {
-  EXPECT_EQ(r.status, 1) << r.err;
-  EXPECT_NE(r.err.find(path), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find(phrase), std::string::npos) << r.err;
-  // Progress lines may come first; the error itself is the last line, and a single one.
-  const size_t at = r.err.find("mpq: error: ");
-  ASSERT_NE(at, std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find('\n', at), r.err.size() - 1) << "more than one line: " << r.err;
-}
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 #include "mpq/eval.h"
 #include "mpq/model.h"
 #include "mpq/tokenizer.h"
+#include "io/model_writer.h"
 #include "quant/quantize_model.h"
 #include "quant/rtn.h"
 #include "packed_runtime_util.h"
@@ -277,7 +278,7 @@ TEST(PackedRuntime, QuantizedTiedHeadRoundTripsAndRunsPacked) {
 
     mpq::test::TempDir tmp;
     const std::string dir = tmp.path() + "/q";
-    mpq::write_quantized_model(model, report, dir, {});
+    mpq::write_model(model, dir, {.report = report.to_json()});
     const auto config = nlohmann::json::parse(mpq::test::slurp(dir + "/config.json"));
     EXPECT_EQ(config["quantization_config"]["mpq"]["modules"]["lm_head"]["format"], mpq::weight_format(head).name);
     EXPECT_TRUE(config["tie_word_embeddings"].get<bool>());
@@ -369,7 +370,7 @@ static std::string write_tiny_int4(const mpq::test::TempDir& tmp) {
   const std::string dir = tmp.file("int4");
   mpq::QuantizeReport report;
   mpq::Model model = quantized_tiny(plain(mpq::WeightFormatId::Int4_G128), &report);
-  mpq::write_quantized_model(model, report, dir, {{"scheme", "int4_g128:rtn"}});
+  mpq::write_model(model, dir, {.report = report.to_json()});
   return dir;
 }
 

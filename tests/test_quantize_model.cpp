@@ -14,7 +14,8 @@
 #include "io/safetensors.h"
 #include "mpq/error.h"
 #include "mpq/model.h"
-#include "quant/quantize_model.h"
+#include "io/model_writer.h"
+#include "quant/quantize.h"
 #include "quant/rtn.h"
 #include "mpq/tokenizer.h"
 #include "test_util.h"
@@ -47,10 +48,9 @@ mpq::Model quantize_tiny(const std::string& scheme, const std::string& dir) {
   const mpq::Scheme s = mpq::parse_scheme(scheme);
   mpq::QuantizeOptions options;
   options.progress = false;
-  const auto report = mpq::quantize_model(
-      model, [&](const std::string&, int, mpq::LinearKind) { return mpq::ModuleChoice::whole(s.format, s.quantizer); },
-      options);
-  mpq::write_quantized_model(model, report, dir, {{"scheme", scheme}});
+  const mpq::Plan plan = mpq::uniform_plan(model, s);
+  const auto report = mpq::quantize(model, plan, options);
+  mpq::write_model(model, dir, {.report = mpq::quantize_report_json(model, plan, options, report)});
   return model;
 }
 

@@ -65,16 +65,31 @@ struct RunResult {
   std::string out, err;
 };
 
-// Runs `mpq ARGS` (ARGS already shell-quoted), capturing stdout and stderr in `tmp`.
-inline RunResult run_mpq(const std::string& args, const TempDir& tmp) {
+// Runs `mpq ARGS` (ARGS already shell-quoted), capturing stdout and stderr in `tmp`; in the
+// directory `cwd` when given, after the shell commands `prefix` (e.g. "ulimit -f 64;").
+inline RunResult run_mpq(const std::string& args, const TempDir& tmp, const std::string& cwd = "",
+                         const std::string& prefix = "") {
   const std::string out = tmp.file("stdout.txt"), err = tmp.file("stderr.txt");
-  const std::string cmd = std::string("'") + MPQ_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
+  std::string cmd = std::string("'") + MPQ_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
+  if (!prefix.empty()) cmd = prefix + " exec " + cmd;
+  if (!cwd.empty()) cmd = "cd '" + cwd + "' && " + cmd;
   const int rc = std::system(cmd.c_str());
   RunResult r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   r.out = slurp(out);
   r.err = slurp(err);
   return r;
+}
+
+// A refusal as the CLI must print it: exit 1, one line "mpq: error: ..." naming `path` and saying
+// `phrase` (progress lines may come before it).
+inline void expect_one_line_error(const RunResult& r, const std::string& path, const std::string& phrase) {
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find(path), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(phrase), std::string::npos) << r.err;
+  const size_t at = r.err.find("mpq: error: ");
+  ASSERT_NE(at, std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\n', at), r.err.size() - 1) << "more than one line: " << r.err;
 }
 
 // n values ~ N(0, sigma²), seeded (mt19937_64).

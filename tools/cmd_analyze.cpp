@@ -7,7 +7,7 @@
 #include "calib/calibration.h"
 #include "calib/sensitivity.h"
 #include "calib/sensitivity_file.h"
-#include "io/atomic_file.h"
+#include "io/output.h"
 #include "command.h"
 #include "common.h"
 #include "mpq/error.h"
@@ -32,6 +32,7 @@ struct AnalyzeArgs {
   bool shapley_independent = false;  // --shapley-independent: no antithetic pairs
   std::string out;
   bool resume = false;
+  bool force = false;
   bool quiet = false;
   bool json = false;
 };
@@ -60,6 +61,9 @@ nlohmann::json read_progress(const std::string& path, const nlohmann::json& sett
 
 int run_analyze(const AnalyzeArgs& args) {
   // Validate the cheap arguments before loading anything.
+  OutputRules rules{{args.model.path, args.model.tokenizer_path}, args.force};
+  rules.inputs.insert(rules.inputs.end(), args.calib.files.begin(), args.calib.files.end());
+  check_sensitivity_output(args.out, rules);
   SensitivityOptions options;
   options.methods = parse_sensitivity_methods(args.methods);
   if (!args.formats.empty()) options.formats = parse_format_list(args.formats);
@@ -98,7 +102,7 @@ int run_analyze(const AnalyzeArgs& args) {
 
   // Progress of the resumable methods: <out>.progress.json, rewritten atomically after every
   // finished unit and removed when the file is complete.
-  const std::string progress_path = args.out + ".progress.json";
+  const std::string progress_path = sensitivity_progress_path(args.out);
   nlohmann::json formats_json = nlohmann::json::array();
   for (WeightFormatId f : options.formats.empty() ? default_sensitivity_formats() : options.formats) {
     formats_json.push_back(weight_format(f).name);
@@ -177,6 +181,7 @@ Registrar analyze_cmd{{"analyze", "sensitivity of each Linear tensor / output ch
                                         "comma list of candidate formats (default: all but bf16/f16)");
                          app.add_option("--out", args->out, "summary JSON (the sidecar is <out>.bin)")
                              ->required();
+                         add_force_flag(app, args->force);
                          app.add_flag("--quiet", args->quiet, "no progress lines on stderr");
                          app.add_flag("--json", args->json, "print JSON");
                          return std::function<int()>([args] { return run_analyze(*args); });

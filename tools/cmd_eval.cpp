@@ -5,6 +5,8 @@
 #include "common.h"
 #include "mpq/error.h"
 #include "mpq/eval.h"
+#include "eval/logit_store.h"
+#include "io/output.h"
 
 namespace mpq::cli {
 namespace {
@@ -14,6 +16,7 @@ struct PplArgs {
   std::string text_path;
   std::string protocol = "llamacpp";
   PplOptions options;
+  bool force = false;
   bool json = false;
 };
 
@@ -24,6 +27,11 @@ int run_ppl(PplArgs& args) {
     args.options.protocol = PplProtocol::Gptq;
   } else {
     fail("--protocol", "unknown protocol '" + args.protocol + "' (expected llamacpp or gptq)");
+  }
+  if (!args.options.save_logits_path.empty()) {
+    check_output_file(args.options.save_logits_path,
+                      {{args.model.path, args.model.tokenizer_path, args.text_path, args.options.kl_base_path}, args.force},
+                      file_with_magic(kLogitStoreMagic));
   }
   const std::string text = read_text_file(args.text_path);
   Model model = load_model_from_args(args.model);
@@ -75,6 +83,7 @@ Registrar ppl_cmd{{"ppl", "perplexity on a text file, and KL divergence against 
                                     "save top-k log-probs of every scored token (reference for --kl-base)");
                      app.add_option("--kl-base", args->options.kl_base_path,
                                     "report KL divergence against logits saved with --save-logits");
+                     add_force_flag(app, args->force);
                      app.add_option("--top-k", args->options.top_k, "log-probs kept per token when saving")
                          ->check(CLI::Range(1, 4096));
                      app.add_flag("--json", args->json, "print JSON");

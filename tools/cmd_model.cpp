@@ -10,6 +10,7 @@
 #include "common.h"
 #include "mpq/error.h"
 #include "mpq/eval.h"
+#include "io/output.h"
 #include "mpq/tokenizer.h"
 
 namespace mpq::cli {
@@ -146,10 +147,13 @@ struct LogitsArgs {
   std::string ids;
   std::string text;
   std::string out;
+  bool force = false;
   bool json = false;
 };
 
 int run_logits(const LogitsArgs& args) {
+  // Raw float32 logits carry no marker: an existing file is only replaced with --force.
+  if (!args.out.empty()) check_output_file(args.out, {{args.model.path, args.model.tokenizer_path}, args.force});
   Model model = load_model_from_args(args.model, /*need_tokenizer=*/args.ids.empty());
   std::vector<int32_t> ids;
   if (!args.ids.empty()) {
@@ -183,11 +187,7 @@ int run_logits(const LogitsArgs& args) {
     }
   }
   if (!args.out.empty()) {
-    const std::string tmp = args.out + ".tmp";
-    std::ofstream f(tmp, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * 4));
-    f.close();
-    if (!f || std::rename(tmp.c_str(), args.out.c_str()) != 0) fail(args.out, "cannot write");
+    write_file_atomically(args.out, std::string(reinterpret_cast<const char*>(logits.data()), logits.size() * 4));
   }
   nlohmann::json j = {{"ids", ids}, {"n_ids", ids.size()}, {"vocab", vocab}, {"nll_per_token", nll},
                       {"mean_nll", ids.size() > 1 ? sum / (ids.size() - 1) : 0.0}, {"argmax", top}};
@@ -206,6 +206,7 @@ Registrar logits_cmd{{"logits", "run one sequence and dump its logits (for cross
                         auto* text = app.add_option("--text", args->text, "text (tokenized with BOS)");
                         ids->excludes(text);
                         app.add_option("--out", args->out, "write raw float32 logits [n, vocab] here");
+                        add_force_flag(app, args->force);
                         app.add_flag("--json", args->json, "print JSON");
                         return std::function<int()>([args] { return run_logits(*args); });
                       }}};

@@ -6,8 +6,9 @@
 #include <limits>
 
 #include "calib/sensitivity.h"
+#include "calib/sensitivity_file.h"
 #include "command.h"
-#include "io/atomic_file.h"
+#include "io/output.h"
 #include "common.h"
 #include "mpq/error.h"
 #include "plan/planner.h"
@@ -26,8 +27,14 @@ struct PlanArgs {
   std::string cost = "fisher";
   std::string quantizer = "rtn";
   std::string out;
+  bool force = false;
   bool json = false;
 };
+
+// The files a plan command reads: the sensitivity summary and its sidecar.
+OutputRules plan_rules(const PlanArgs& args) {
+  return {{args.sensitivity, sensitivity_sidecar_path(args.sensitivity)}, args.force};
+}
 
 // The request of the shared options (the budget is set by the caller for pareto).
 PlanRequest request_from(const PlanArgs& args) {
@@ -44,6 +51,7 @@ PlanRequest request_from(const PlanArgs& args) {
 }
 
 int run_plan(const PlanArgs& args) {
+  check_output_file(args.out, plan_rules(args), json_with_format("mpq-plan"));
   const PlanRequest req = request_from(args);
   const SensitivityInput in = read_sensitivity_input(args.sensitivity, args.method == "channels");
   const Plan plan = make_plan(in, req);
@@ -75,6 +83,7 @@ void add_plan_options(CLI::App& app, PlanArgs& args) {
   app.add_flag("--fused-same", args.fused_same, "q/k/v and gate/up of a layer share a format");
   app.add_option("--cost", args.cost, "fisher, output, kld, or shapley (bqp; default fisher)");
   app.add_option("--quantizer", args.quantizer, "quantizer of every tensor (default rtn)");
+  add_force_flag(app, args.force);
 }
 
 struct ParetoArgs {
@@ -129,9 +138,11 @@ int run_pareto(const ParetoArgs& args) {
     fail("--bits-range", "expected LO:HI:STEP with 0 < LO <= HI, STEP > 0 and at most 1000 steps, got '" +
                              args.range + "'");
   }
+  const OutputRules rules = plan_rules(args.plan);
+  check_output_dir(args.plan.out, rules);
   PlanRequest req = request_from(args.plan);
   const SensitivityInput in = read_sensitivity_input(args.plan.sensitivity, args.plan.method == "channels");
-  std::filesystem::create_directories(args.plan.out);
+  StagedDirectory staged(args.plan.out, "pareto");
   std::string csv = "budget_bits_per_weight,bits_per_weight,linear_bytes,predicted_objective,plan\n";
   std::vector<std::pair<double, double>> points;
   for (int i = 0; lo + i * step <= hi + 1e-9; ++i) {
@@ -146,7 +157,7 @@ int run_pareto(const ParetoArgs& args) {
     }
     char name[64];
     std::snprintf(name, sizeof name, "plan-%.4g.json", budget);
-    write_plan(plan, (std::filesystem::path(args.plan.out) / name).string());
+    write_plan(plan, staged.path(name));
     char line[256];
     std::snprintf(line, sizeof line, "%.6g,%.6f,%llu,%.9g,%s\n", budget, plan.bits_per_weight,
                   static_cast<unsigned long long>((plan.total_bits + 7) / 8), plan.predicted_objective, name);
@@ -154,10 +165,10 @@ int run_pareto(const ParetoArgs& args) {
     points.emplace_back(plan.bits_per_weight, plan.predicted_objective);
   }
   check(!points.empty(), "--bits-range", "no budget in the range admits a plan");
-  const std::filesystem::path dir(args.plan.out);
-  write_file_atomically((dir / "frontier.csv").string(), csv);
-  write_file_atomically((dir / "frontier.svg").string(),
+  write_file_atomically(staged.path("frontier.csv"), csv);
+  write_file_atomically(staged.path("frontier.svg"),
                         frontier_svg(points, args.plan.method + ": predicted " + args.plan.cost + " cost vs bits/weight"));
+  staged.commit(rules);
   std::printf("%s: %zu plans, frontier.csv, frontier.svg\n", args.plan.out.c_str(), points.size());
   return 0;
 }

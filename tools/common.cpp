@@ -84,9 +84,10 @@ CalibrationOptions calibration_options(const CalibArgs& args) {
   return options;
 }
 
-nlohmann::json calibration_json(const CalibrationOptions& options) {
-  return {{"files", options.text_paths}, {"samples", options.n_samples}, {"len", options.seq_len},
-          {"seed", options.seed}};
+void add_force_flag(CLI::App& app, bool& force) {
+  app.add_flag("--force", force,
+               "replace an existing output that mpq did not write (in a directory, only the files mpq "
+               "writes are replaced; inputs are never overwritten)");
 }
 
 std::string read_text_file(const std::string& path) {

@@ -45,8 +45,9 @@ void add_calibration_args(CLI::App& app, CalibArgs& args);
 // The options, with WikiText-2's validation split when no file is given and it exists (never
 // the test split).
 CalibrationOptions calibration_options(const CalibArgs& args);
-// Provenance of a calibration for output files.
-nlohmann::json calibration_json(const CalibrationOptions& options);
+
+// Adds --force (replace an existing output mpq did not write; inputs are never overwritten).
+void add_force_flag(CLI::App& app, bool& force);
 
 // Reads a whole text file; throws mpq::Error naming it when unreadable.
 std::string read_text_file(const std::string& path);

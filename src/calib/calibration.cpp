@@ -12,6 +12,11 @@
 
 namespace mpq {
 
+nlohmann::json calibration_json(const CalibrationOptions& options) {
+  return {{"files", options.text_paths}, {"samples", options.n_samples}, {"len", options.seq_len},
+          {"seed", options.seed}};
+}
+
 CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& options,
                                   const CalibrationSet* avoid) {
   if (model.tokenizer == nullptr) fail(model.source_path, "calibration needs the model's tokenizer");

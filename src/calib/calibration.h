@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "mpq/model.h"
 
 namespace mpq {
@@ -24,6 +26,9 @@ struct CalibrationOptions {
   uint64_t seed = 0;                    // same seed, same sequences
   int micro_batch = 4;                  // sequences per forward call
 };
+
+// Provenance of a calibration for output files: files, samples, len, seed.
+nlohmann::json calibration_json(const CalibrationOptions& options);
 
 // Where one sequence was drawn: file index in text_paths and offset in its token stream.
 struct CalibrationWindow {

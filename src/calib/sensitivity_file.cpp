@@ -5,9 +5,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "format/weight_format.h"
-#include "io/atomic_file.h"
+#include "io/output.h"
 #include "mpq/error.h"
 
 namespace fs = std::filesystem;
@@ -126,6 +127,31 @@ std::string sensitivity_sidecar_path(const std::string& json_path) {
     return json_path.substr(0, json_path.size() - ext.size()) + ".bin";
   }
   return json_path + ".bin";
+}
+
+std::string sensitivity_progress_path(const std::string& json_path) { return json_path + ".progress.json"; }
+
+void check_sensitivity_output(const std::string& json_path, const OutputRules& rules) {
+  const OutputRecognizer summary = json_with_format("mpq-sensitivity");
+  check_output_file(json_path, rules, summary);
+  const std::string bin = sensitivity_sidecar_path(json_path);
+  // The sidecar is ours when the summary beside it (ours) names it.
+  check_output_file(bin, rules, [&](const std::string&) {
+    if (!summary(json_path)) return false;
+    std::ifstream in(json_path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+    return j.is_object() && j.contains("sidecar") && j["sidecar"].is_object() &&
+           j["sidecar"].value("file", std::string()) == fs::path(bin).filename().string();
+  });
+  check_output_file(sensitivity_progress_path(json_path), rules, [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+    return j.is_object() && j.contains("settings") && j.contains("state");
+  });
 }
 
 nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlohmann::json& model_identity,

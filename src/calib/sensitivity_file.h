@@ -12,6 +12,7 @@
 
 #include "calib/calibration.h"
 #include "calib/sensitivity.h"
+#include "io/output.h"
 #include "mpq/model.h"
 
 namespace mpq {
@@ -29,6 +30,13 @@ nlohmann::json sensitivity_model_identity(const Model& model, const std::string&
 
 // The sidecar path of a summary path: "S.json" -> "S.bin", anything else -> path + ".bin".
 std::string sensitivity_sidecar_path(const std::string& json_path);
+
+// Before any work: the summary, its sidecar and the progress file of a resumable run may be
+// written at `json_path` under `rules` (io/output.h): an existing summary must be an mpq
+// sensitivity file, an existing sidecar the one it names (or --force). Throws mpq::Error.
+void check_sensitivity_output(const std::string& json_path, const OutputRules& rules);
+// The progress file of a resumable analysis writing `json_path`.
+std::string sensitivity_progress_path(const std::string& json_path);
 
 // Writes the summary and its sidecar. Throws mpq::Error naming the file on I/O errors.
 // Returns the summary that was written.

@@ -1,5 +1,7 @@
 #include "eval/logit_store.h"
 
+#include "io/output.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,7 +12,6 @@
 namespace mpq {
 namespace {
 
-constexpr char kMagic[8] = {'M', 'P', 'Q', 'L', 'O', 'G', 'I', 'T'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderBytes = 64;
 
@@ -32,7 +33,7 @@ uint64_t fnv1a_tokens(uint64_t hash, int32_t token) {
 
 LogitStoreWriter::LogitStoreWriter(std::string path, uint32_t top_k, uint32_t vocab, uint32_t ctx,
                                    uint32_t protocol)
-    : path_(std::move(path)), tmp_path_(path_ + ".tmp") {
+    : path_(std::move(path)), tmp_path_(temp_path_beside(path_)) {
   if (top_k == 0 || top_k > vocab) fail(path_, "top-k must be in [1, vocab]");
   header_.top_k = top_k;
   header_.vocab = vocab;
@@ -73,7 +74,7 @@ void LogitStoreWriter::add(const float* log_probs, int32_t target) {
 
 void LogitStoreWriter::finish() {
   uint8_t h[kHeaderBytes] = {};
-  std::memcpy(h, kMagic, 8);
+  std::memcpy(h, kLogitStoreMagic, 8);
   put_u32(h + 8, kVersion);
   put_u32(h + 12, header_.top_k);
   put_u32(h + 16, header_.vocab);
@@ -96,7 +97,7 @@ void LogitStoreWriter::finish() {
 
 LogitStoreReader::LogitStoreReader(const std::string& path) : file_(path) {
   const uint8_t* p = file_.data();
-  if (file_.size() < kHeaderBytes || std::memcmp(p, kMagic, 8) != 0) {
+  if (file_.size() < kHeaderBytes || std::memcmp(p, kLogitStoreMagic, 8) != 0) {
     fail(path, "not an mpq logits file (bad magic or too short)");
   }
   if (get_u32(p + 8) != kVersion) fail(path, "unsupported logits file version " + std::to_string(get_u32(p + 8)));

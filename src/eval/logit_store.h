@@ -18,6 +18,9 @@
 
 namespace mpq {
 
+// The first 8 bytes of every logits file.
+inline constexpr char kLogitStoreMagic[] = "MPQLOGIT";
+
 struct LogitStoreHeader {
   uint32_t top_k = 0;
   uint32_t vocab = 0;
@@ -27,7 +30,7 @@ struct LogitStoreHeader {
   uint64_t tokens_hash = 0;
 };
 
-// Appends records to "<path>.tmp"; finish() writes the header and renames into place.
+// Appends records to a temporary file beside `path` (io/output.h); finish() writes the header and renames into place.
 class LogitStoreWriter {
  public:
   LogitStoreWriter(std::string path, uint32_t top_k, uint32_t vocab, uint32_t ctx, uint32_t protocol);

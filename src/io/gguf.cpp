@@ -4,6 +4,8 @@
 // of crashing, hanging or exhausting memory.
 #include "io/gguf.h"
 
+#include "io/output.h"
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -656,7 +658,7 @@ void GgufWriter::finish() {
   }
   head.bytes.resize(align_up(head.bytes.size(), alignment_), 0);
 
-  const std::string tmp = path_ + ".tmp";
+  const std::string tmp = temp_path_beside(path_);  // io/output.h: never a user's file
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
   bool ok = std::fwrite(head.bytes.data(), 1, head.bytes.size(), f) == head.bytes.size();

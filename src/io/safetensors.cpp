@@ -1,5 +1,7 @@
 #include "io/safetensors.h"
 
+#include "io/output.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -354,7 +356,7 @@ void SafetensorsWriter::write(const std::string& path) const {
   text.append((8 - text.size() % 8) % 8, ' ');  // data section starts 8-byte aligned
   const uint64_t n = text.size();
 
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temp_path_beside(path);  // io/output.h: never a user's file
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
   int err = write_all(fd, reinterpret_cast<const uint8_t*>(&n), 8);
@@ -366,7 +368,7 @@ void SafetensorsWriter::write(const std::string& path) const {
   if (!err && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
   if (err) {
     ::unlink(tmp.c_str());
-    fail(path, std::string("cannot write: ") + std::strerror(err));
+    fail(path, std::string("cannot write: ") + std::strerror(err) + (err == ENOSPC || err == EFBIG ? " (disk full?)" : ""));
   }
 }
 

@@ -1,7 +1,7 @@
 #include "plan/plan.h"
 
 #include "format/channel_split.h"
-#include "io/atomic_file.h"
+#include "io/output.h"
 
 #include <algorithm>
 #include <cctype>
@@ -82,6 +82,9 @@ nlohmann::json plan_to_json(const Plan& plan) {
   }
   j["tensors"] = tensors;
   j["unquantized"] = plan.unquantized;
+  if (plan.head) {
+    j["head"] = {{"format", weight_format(plan.head->format).name}, {"quantizer", quantizer_name(plan.head->quantizer)}};
+  }
   return j;
 }
 
@@ -90,6 +93,13 @@ Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
   check(j.value("format", std::string()) == "mpq-plan", where, "not an mpq plan (\"format\" is not \"mpq-plan\")");
   check(j.contains("version") && j["version"] == kPlanFileVersion, where,
         "unsupported plan version (expected " + std::to_string(kPlanFileVersion) + ")");
+  // A key mpq does not know is refused, never skipped: it may change what the plan means.
+  static const std::set<std::string> kKeys = {"format", "version", "method", "cost", "budget", "bits_per_weight",
+                                              "total_bits", "total_bytes", "weights", "predicted_objective",
+                                              "solver", "sensitivity", "tensors", "unquantized", "head"};
+  for (const auto& [key, value] : j.items()) {
+    check(kKeys.count(key) > 0, where, "unknown key \"" + key + "\" (not an mpq plan key)");
+  }
   Plan p;
   p.path = where;
   try {
@@ -112,6 +122,11 @@ Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
     for (const auto& [name, t] : j["tensors"].items()) {
       const std::string w = where + ": tensor " + name;
       check(t.is_object(), w, "entry must be an object");
+      for (const auto& [key, value] : t.items()) {
+        check(key == "format" || key == "quantizer" || key == "high_format" || key == "low_format" ||
+                  key == "high_channels",
+              w, "unknown key \"" + key + "\"");
+      }
       PlanEntry e;
       check(t.contains("format"), w, "missing \"format\"");
       e.format = format_named(t["format"], w);
@@ -139,6 +154,17 @@ Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
         check(n.is_string(), where, "\"unquantized\" must be an array of names");
         p.unquantized.push_back(n.get<std::string>());
       }
+    }
+    if (j.contains("head")) {
+      const auto& h = j["head"];
+      check(h.is_object() && h.contains("format"), where, "\"head\" must be an object with a \"format\"");
+      for (const auto& [key, value] : h.items()) {
+        check(key == "format" || key == "quantizer", where + ": head", "unknown key \"" + key + "\"");
+      }
+      Scheme head;
+      head.format = format_named(h["format"], where + ": head");
+      if (h.contains("quantizer")) head.quantizer = quantizer_named(h["quantizer"], where + ": head");
+      p.head = head;
     }
   } catch (const nlohmann::json::exception& e) {
     fail(where, std::string("malformed plan: ") + e.what());

@@ -5,13 +5,14 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "format/weight_format.h"
-#include "quant/quantize_model.h"
+#include "quant/scheme.h"
 
 namespace mpq {
 
@@ -47,6 +48,9 @@ struct Plan {
   nlohmann::json sensitivity = nlohmann::json::object();  // path, sha256 (of S.json), model identity
   std::map<std::string, PlanEntry> tensors;               // module name -> entry
   std::vector<std::string> unquantized;                   // Linear modules kept as they are
+  // The output head ("lm_head"), quantized into this scheme when set (a tied head stays tied and
+  // also serves as the embedding); kept as it is otherwise. Outside the Linear budget above.
+  std::optional<Scheme> head;
   std::string path;                                       // file it was read from ("" if built in memory)
 };
 

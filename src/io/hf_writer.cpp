@@ -5,10 +5,10 @@
 
 #include "format/channel_split.h"
 #include "io/compressed_tensors.h"
+#include "io/model_writer.h"
 #include "io/safetensors.h"
 #include "mpq/error.h"
 #include "mpq/tokenizer.h"
-#include "quant/quantize_model.h"
 
 namespace mpq {
 namespace fs = std::filesystem;
@@ -63,23 +63,53 @@ void add_matrix(SafetensorsWriter& w, const std::string& name, const std::vector
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
-  if (!out) fail(path, "cannot write");
+  out.flush();
+  if (!out) fail(path, "cannot write (disk full?)");
+}
+
+// The quantizer of a module as mpq_report.json's "modules" records it ("" when unknown).
+std::string quantizer_of(const nlohmann::json& report, const std::string& module) {
+  if (!report.contains("modules") || !report["modules"].contains(module)) return "";
+  return report["modules"][module].value("quantizer", std::string());
+}
+
+void write_hf_files(const Model& model, const ModelWriteOptions& options, StagedDirectory& staged);
+
+OutputRules with_source(const Model& model, OutputRules rules) {
+  rules.inputs.push_back(model.source_path);
+  return rules;
 }
 
 }  // namespace
 
-void write_quantized_model(const Model& model, const QuantizeReport& report, const std::string& out_dir,
-                           const nlohmann::json& provenance, DType embedding_dtype) {
+void check_model_output(const Model& model, const std::string& out, const ModelWriteOptions& options) {
+  check_output_dir(out, with_source(model, options.rules));
+}
+
+void write_model(const Model& model, const std::string& out, const ModelWriteOptions& options) {
+  write_hf_directory(model, out, options);
+}
+
+void write_hf_directory(const Model& model, const std::string& out_dir, const ModelWriteOptions& options) {
   model.require_dense(out_dir);
-  const ModelConfig& c = model.config;
-  std::error_code ec;
-  if (fs::exists(out_dir, ec) && fs::equivalent(out_dir, model.source_path, ec)) {
-    fail(out_dir, "is the model being quantized: refusing to overwrite an input");
+  const OutputRules rules = with_source(model, options.rules);
+  check_output_dir(out_dir, rules);
+  StagedDirectory staged(out_dir, "hf-model");
+  try {
+    write_hf_files(model, options, staged);
+  } catch (const Error& e) {
+    throw Error(staged.final_names(e.what()));
   }
-  const std::string tmp = out_dir + ".tmp";
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) fail(tmp, "cannot create directory: " + ec.message());
+  staged.commit(rules);
+}
+
+namespace {
+
+void write_hf_files(const Model& model, const ModelWriteOptions& options, StagedDirectory& staged) {
+  const ModelConfig& c = model.config;
+  const std::string& out_dir = staged.dir();
+  const DType embedding_dtype = options.embedding_dtype;
+  const nlohmann::json& report = options.report;
 
   SafetensorsWriter st;
   // A tied quantized head is the embedding too (model.embedding is null): no separate copy.
@@ -110,10 +140,6 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
     for (const Linear& linear : layer.linear) {
       const int64_t rows = linear.weights->out_features(), cols = linear.weights->in_features();
       if (!linear.bias.empty()) add_f32(st, linear.name + ".bias", linear.bias, {rows});
-      auto quantizer_of = [&] {
-        auto it = report.modules.find(linear.name);
-        return it == report.modules.end() ? std::string() : it->second.quantizer;
-      };
       if (const auto split = linear.weights->channel_split()) {
         // Two modules "<m>.high" / "<m>.low" plus the high set's row indices (docs/FORMAT.md).
         const std::vector<int32_t>& hr = split->high_rows;
@@ -130,7 +156,7 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
                                     {"split", true},
                                     {"high_format", split->high.traits().name},
                                     {"n_high", static_cast<int64_t>(hr.size())},
-                                    {"quantizer", quantizer_of()}};
+                                    {"quantizer", quantizer_of(report, linear.name)}};
         continue;
       }
       const auto q = linear.weights->quantized();
@@ -144,7 +170,7 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
         st.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
       }
       modules_by_format[q->traits().name].push_back(linear.name);
-      mpq_modules[linear.name] = {{"format", q->traits().name}, {"quantizer", quantizer_of()}};
+      mpq_modules[linear.name] = {{"format", q->traits().name}, {"quantizer", quantizer_of(report, linear.name)}};
     }
   }
   if (quantized_head) {  // mpq quantize --head-format
@@ -152,12 +178,10 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
       st.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
     }
     modules_by_format[quantized_head->traits().name].push_back("lm_head");
-    const auto it = report.modules.find("lm_head");
-    mpq_modules["lm_head"] = {{"format", quantized_head->traits().name},
-                              {"quantizer", it == report.modules.end() ? std::string() : it->second.quantizer}};
+    mpq_modules["lm_head"] = {{"format", quantized_head->traits().name}, {"quantizer", quantizer_of(report, "lm_head")}};
   }
   st.set_metadata("format", "pt");
-  st.write(tmp + "/model.safetensors");
+  st.write(staged.path("model.safetensors"));
 
   nlohmann::json config = hf_config(c);
   if (!modules_by_format.empty() || !split_modules.empty()) {
@@ -190,24 +214,21 @@ void write_quantized_model(const Model& model, const QuantizeReport& report, con
                                      // mpq's own record: the exact format of every module.
                                      {"mpq", {{"version", 1}, {"modules", mpq_modules}}}};
   }
-  write_text(tmp + "/config.json", config.dump(2) + "\n");
+  write_text(staged.path("config.json"), config.dump(2) + "\n");
   if (model.tokenizer) {
-    write_tokenizer_gguf(model.tokenizer->spec(), tmp + "/tokenizer.gguf");
+    write_tokenizer_gguf(model.tokenizer->spec(), staged.path("tokenizer.gguf"));
     if (model.source_layout == "hf") {
       for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
         const fs::path src = fs::path(model.source_path) / name;
-        if (fs::exists(src)) fs::copy_file(src, fs::path(tmp) / name, fs::copy_options::overwrite_existing);
+        std::error_code ec;
+        if (fs::exists(src)) fs::copy_file(src, staged.path(name), ec);
+        if (ec) fail(out_dir, std::string("cannot copy ") + src.string() + ": " + ec.message());
       }
     }
   }
-  nlohmann::json report_json = report.to_json();
-  report_json["provenance"] = provenance;
-  write_text(tmp + "/mpq_report.json", report_json.dump(2) + "\n");
-
-  // Replace any previous output only now that the new one is complete.
-  if (fs::exists(out_dir, ec)) fs::remove_all(out_dir, ec);
-  fs::rename(tmp, out_dir, ec);
-  if (ec) fail(out_dir, "cannot move " + tmp + " into place: " + ec.message());
+  write_text(staged.path("mpq_report.json"), report.dump(2) + "\n");
 }
+
+}  // namespace
 
 }  // namespace mpq

@@ -1,0 +1,38 @@
+// Writing a model (quantized or not) for the engines people run: the output's name picks the
+// writer. Every writer is fed the same in-memory Model and follows io/output.h's rules (staged,
+// atomic, never over an input or over files mpq did not write).
+//
+//   DIR   a Hugging Face directory: config.json (with a compressed-tensors quantization_config
+//         when Linear layers are quantized), model.safetensors, the tokenizer and mpq_report.json
+//         (docs/FORMAT.md).
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "format/dtype.h"
+#include "io/output.h"
+#include "mpq/model.h"
+
+namespace mpq {
+
+struct ModelWriteOptions {
+  // Storage of the embedding and of an untied, unquantized output head: F32 keeps them exactly;
+  // BF16/F16 halve the largest tensors of a small model's file.
+  DType embedding_dtype = DType::F32;
+  nlohmann::json report = nlohmann::json::object();  // written as mpq_report.json
+  OutputRules rules;  // the model's own source is always added to the inputs
+};
+
+// Before any work: refuses an output `write_model` would refuse (io/output.h), naming `out`.
+void check_model_output(const Model& model, const std::string& out, const ModelWriteOptions& options);
+
+// Writes `model` to `out`. Throws mpq::Error naming the output or the tensor that cannot be
+// written (e.g. a format the output layout cannot express).
+void write_model(const Model& model, const std::string& out, const ModelWriteOptions& options);
+
+// The Hugging Face directory writer (write_model's choice for a directory name).
+void write_hf_directory(const Model& model, const std::string& out_dir, const ModelWriteOptions& options);
+
+}  // namespace mpq
