@@ -163,15 +163,18 @@ Registrar analyze_cmd{{"analyze", "sensitivity of each Linear tensor / output ch
                                         "comma list of fisher, output, channels, kld, shapley "
                                         "(default: fisher,output,channels)");
                          app.add_option("--heldout-samples", args->heldout_samples,
-                                        "kld/shapley: held-out sequences (default 4)");
+                                        "kld/shapley: held-out sequences (default 4)")
+                             ->check(int_at_least(1));
                          app.add_option("--heldout-len", args->heldout_len,
-                                        "kld/shapley: tokens per held-out sequence (default 256)");
+                                        "kld/shapley: tokens per held-out sequence (default 256)")
+                             ->check(int_at_least(2));
                          app.add_option("--shapley-players", args->shapley_players,
                                         "shapley: 'layers' (default) or 'tensors'");
                          app.add_option("--shapley-formats", args->shapley_formats,
                                         "shapley: HIGH,LOW formats (default int4_g128,int2_g64)");
                          app.add_option("--shapley-permutations", args->shapley_permutations,
-                                        "shapley: permutations (chains) to sample (default 48)");
+                                        "shapley: permutations (chains) to sample (default 48)")
+                             ->check(int_at_least(2));
                          app.add_flag("--shapley-independent", args->shapley_independent,
                                       "shapley: independent permutations instead of antithetic pairs "
                                       "(identifies the pairwise terms with fewer chains)");

@@ -77,15 +77,15 @@ Registrar ppl_cmd{{"ppl", "perplexity on a text file, and KL divergence against 
                      app.add_option("--text", args->text_path, "text file (e.g. wiki.test.raw)")->required();
                      app.add_option("--protocol", args->protocol, "llamacpp (default) or gptq");
                      app.add_option("--ctx", args->options.ctx, "tokens per chunk (default 512 / 2048)")
-                         ->check(CLI::NonNegativeNumber);
-                     app.add_option("--chunks", args->options.max_chunks, "evaluate at most N chunks");
+                         ->check(int_at_least(2));
+                     app.add_option("--chunks", args->options.max_chunks, "evaluate at most N chunks")->check(int_at_least(1));
                      app.add_option("--save-logits", args->options.save_logits_path,
                                     "save top-k log-probs of every scored token (reference for --kl-base)");
                      app.add_option("--kl-base", args->options.kl_base_path,
                                     "report KL divergence against logits saved with --save-logits");
                      add_force_flag(app, args->force);
                      app.add_option("--top-k", args->options.top_k, "log-probs kept per token when saving")
-                         ->check(CLI::Range(1, 4096));
+                         ->check(int_at_least(1)); // (at most the vocabulary: checked against the model)
                      app.add_flag("--json", args->json, "print JSON");
                      return std::function<int()>([args] { return run_ppl(*args); });
                    }}};
@@ -129,21 +129,21 @@ Registrar bench_cmd{{"bench", "prompt-processing and decode speed", [](CLI::App&
                        auto args = std::make_shared<BenchArgs>();
                        add_model_args(app, args->model);
                        app.add_option("--pp", args->options.pp_tokens, "prompt tokens per batch")
-                           ->check(CLI::PositiveNumber);
+                           ->check(int_at_least(1));
                        app.add_option("--tg-prompt", args->options.tg_prompt, "prompt before decoding")
-                           ->check(CLI::PositiveNumber);
+                           ->check(int_at_least(1));
                        app.add_option("--reps", args->options.repetitions, "prompt-processing repetitions")
-                           ->check(CLI::PositiveNumber);
+                           ->check(int_at_least(1));
                        app.add_option("--tg", args->options.tg_tokens,
                                       "consecutive tokens per decode run (default 16)")
-                           ->check(CLI::PositiveNumber);
+                           ->check(int_at_least(1));
                        app.add_option("--tg-reps", args->options.tg_repetitions, "decode repetitions (default 20)")
-                           ->check(CLI::PositiveNumber);
+                           ->check(int_at_least(1));
                        app.add_option_function<int>(
                               "--bw-mib",
                               [args](int mib) { args->options.bandwidth_bytes = int64_t{mib} << 20; },
                               "buffer of the read-bandwidth measurement in MiB (default 512; 0 skips it)")
-                           ->check(CLI::NonNegativeNumber);
+                           ->check(int_at_least(0, "0 skips it"));
                        app.add_flag("--json", args->json, "print JSON");
                        return std::function<int()>([args] { return run_bench(*args); });
                      }}};

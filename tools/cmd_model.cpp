@@ -1,4 +1,5 @@
 // mpq info / generate / logits: look at a model and run it.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -130,11 +131,11 @@ Registrar generate_cmd{{"generate", "generate text (greedy or temperature/top-p 
                           add_model_args(app, args->model);
                           app.add_option("--prompt,-p", args->prompt, "prompt text")->required();
                           app.add_option("-n,--n-predict", args->n_predict, "tokens to generate")
-                              ->check(CLI::NonNegativeNumber);
+                              ->check(int_at_least(0));
                           app.add_option("--temp", args->sampler.temperature, "temperature (0: greedy)")
-                              ->check(CLI::NonNegativeNumber);
+                              ->check(number_in(0, 1e6));
                           app.add_option("--top-p", args->sampler.top_p, "nucleus sampling threshold")
-                              ->check(CLI::Range(0.0, 1.0));
+                              ->check(number_in(0, 1));
                           app.add_option("--seed", args->sampler.seed, "random seed");
                           app.add_flag("--json", args->json, "print JSON");
                           return std::function<int()>([args] { return run_generate(*args); });
@@ -168,6 +169,10 @@ int run_logits(const LogitsArgs& args) {
   KVCache cache = model.make_cache(static_cast<int>(ids.size()));
   std::vector<float> logits = model.forward_all(ids, cache);
   const int vocab = model.config.vocab_size;
+  if (const auto bad = std::find_if(logits.begin(), logits.end(), [](float v) { return !std::isfinite(v); });
+      bad != logits.end()) {
+    fail(model.source_path, "the model's logits are not finite at position " + std::to_string((bad - logits.begin()) / vocab));
+  }
   nlohmann::json nll = nlohmann::json::array(), top = nlohmann::json::array();
   double sum = 0;
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -188,7 +188,8 @@ Registrar plan_cmd{{"plan", "bit-allocation plan from a sensitivity file (tiers,
                       auto args = std::make_shared<PlanArgs>();
                       add_plan_options(app, *args);
                       auto* bits = app.add_option("--bits", args->bits,
-                                                  "budget: average bits per quantized Linear weight (exact)");
+                                                  "budget: average bits per quantized Linear weight (exact)")
+                                      ->check(positive_number());
                       auto* size = app.add_option("--size", args->size, "budget: total bytes of the Linear weights (90MB, 64MiB)");
                       bits->excludes(size);
                       app.add_option("--out", args->out, "plan JSON")->required();

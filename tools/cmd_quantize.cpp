@@ -86,7 +86,7 @@ Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with on
                           app.add_flag("--act-order", args->act_order,
                                        "GPTQ: quantize columns by descending Hessian diagonal");
                           app.add_option("--damp", args->damp, "GPTQ: dampening (fraction of mean diag H)")
-                              ->check(CLI::Range(0.0, 10.0));
+                              ->check(number_in(0, 10));
                           app.add_option("--embedding-dtype", args->embedding_dtype,
                                          "storage of the embedding and an untied head: f32 (default, exact), bf16, f16");
                           app.add_option("--head-format", args->head_format,

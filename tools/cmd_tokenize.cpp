@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "io/read_file.h"
 #include "mpq/error.h"
 #include "mpq/tokenizer.h"
 
@@ -30,9 +31,7 @@ struct TokenizeOptions {
 int run_tokenize(const TokenizeOptions& o) {
   std::string text = o.text;
   if (!o.file.empty()) {
-    std::ifstream in(o.file, std::ios::binary);
-    if (!in) fail(o.file, "cannot open file");
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    text = read_file(o.file, "text file");
   }
   const auto tokenizer = load_tokenizer(o.source, o.tokenizer, o.vocab_size);
   const std::vector<int32_t> ids = tokenizer->encode(text, !o.no_special, o.parse_special);

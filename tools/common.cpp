@@ -1,8 +1,12 @@
 #include "common.h"
+#include "io/read_file.h"
 
 #include <omp.h>
 
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,12 +16,51 @@
 
 namespace mpq::cli {
 
+CLI::Validator int_at_least(long long lo, const std::string& meaning) {
+  const std::string wanted = "an integer >= " + std::to_string(lo) + (meaning.empty() ? "" : " (" + meaning + ")");
+  return CLI::Validator(
+      [lo, wanted](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || errno == ERANGE || v < lo) return "expected " + wanted + ", got '" + text + "'";
+        return "";
+      },
+      wanted);
+}
+
+CLI::Validator number_in(double lo, double hi) {
+  char wanted[96];
+  std::snprintf(wanted, sizeof wanted, "a number from %g to %g", lo, hi);
+  return CLI::Validator(
+      [lo, hi, w = std::string(wanted)](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || !std::isfinite(v) || v < lo || v > hi) return "expected " + w + ", got '" + text + "'";
+        return "";
+      },
+      wanted);
+}
+
+CLI::Validator positive_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || !std::isfinite(v) || !(v > 0)) {
+          return "expected a positive finite number, got '" + text + "'";
+        }
+        return "";
+      },
+      "a positive number");
+}
+
 void add_model_args(CLI::App& app, ModelArgs& args) {
   app.add_option("model", args.path, "GGUF file, Hugging Face directory or llama2.c checkpoint")
       ->required();
   app.add_option("--tokenizer", args.tokenizer_path, "tokenizer file (llama2.c checkpoints)");
   app.add_option("--threads", args.threads, "worker threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(int_at_least(0, "0: all cores"));
   app.add_option("--runtime", args.runtime,
                  "how quantized weights run: packed (default; straight from packed weights) or "
                  "decoded (fp32 copy, the fake-quant reference)")
@@ -67,8 +110,8 @@ Model load_model_from_args(const ModelArgs& args, bool need_tokenizer) {
 
 void add_calibration_args(CLI::App& app, CalibArgs& args) {
   app.add_option("--calib", args.files, "calibration text file(s) (default: WikiText-2 validation split)");
-  app.add_option("--calib-samples", args.samples, "calibration sequences")->check(CLI::PositiveNumber);
-  app.add_option("--calib-len", args.len, "tokens per calibration sequence")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--calib-samples", args.samples, "calibration sequences")->check(int_at_least(1));
+  app.add_option("--calib-len", args.len, "tokens per calibration sequence")->check(int_at_least(2));
   app.add_option("--seed", args.seed, "calibration sampling seed");
 }
 
@@ -90,14 +133,7 @@ void add_force_flag(CLI::App& app, bool& force) {
                "writes are replaced; inputs are never overwritten)");
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open text file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(path, "read error");
-  return ss.str();
-}
+std::string read_text_file(const std::string& path) { return read_file(path, "text file"); }
 
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
 

@@ -23,6 +23,13 @@ struct ModelArgs {
   std::string decode_threading = "one-region";  // --decode-threading: "one-region" or "per-op"
 };
 
+// Option validators whose messages say what is wanted (CLI11's own checks print ranges such as
+// "0.000000 to 1797..." and exit with code 105). A failed check ends the command with one line
+// "mpq: error: --opt: ..." and exit status 1 (main.cpp).
+CLI::Validator int_at_least(long long lo, const std::string& meaning = "");  // an integer >= lo
+CLI::Validator number_in(double lo, double hi);                             // finite, lo <= x <= hi
+CLI::Validator positive_number();                                           // finite, > 0
+
 // Adds MODEL, --tokenizer, --threads, --runtime, --act, --kv-cache and --decode-threading to `app`.
 void add_model_args(CLI::App& app, ModelArgs& args);
 

@@ -26,7 +26,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and succeed; every other parse error is one line and status 1
+    // (not CLI11's own codes and usage dump), like the errors of the commands themselves.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::fprintf(stderr, "mpq: error: %s\n", e.what());
+    return 1;
   }
   try {
     return run ? run() : 1;

@@ -1,4 +1,6 @@
 #include "calib/calibration.h"
+#include "io/read_file.h"
+#include "util/memory.h"
 
 #include <cblas.h>
 
@@ -17,6 +19,29 @@ nlohmann::json calibration_json(const CalibrationOptions& options) {
           {"seed", options.seed}};
 }
 
+uint64_t calibration_memory_bytes(const ModelConfig& c, const CalibrationOptions& o, std::string* parts) {
+  const uint64_t tokens = static_cast<uint64_t>(std::max(0, o.n_samples)) * static_cast<uint64_t>(std::max(0, o.seq_len));
+  const uint64_t micro = static_cast<uint64_t>(std::min(std::max(1, o.micro_batch), std::max(1, o.n_samples)));
+  const uint64_t len = static_cast<uint64_t>(std::max(0, o.seq_len));
+  const uint64_t hidden = tokens * c.dim * 4;
+  const uint64_t rope = tokens * c.head_dim * 4;              // cos and sin, head_dim/2 each
+  const uint64_t kv = tokens * c.kv_dim() * 2 * 4;            // one layer's keys and values
+  const uint64_t ids = tokens * 4;
+  const uint64_t experts = c.is_moe() ? static_cast<uint64_t>(c.n_experts) : 1;
+  const uint64_t stats = 8 * (static_cast<uint64_t>(c.dim) * c.dim * (1 + experts) +
+                              static_cast<uint64_t>(c.q_dim()) * c.q_dim() +
+                              static_cast<uint64_t>(c.ffn_dim) * c.ffn_dim * experts);
+  const uint64_t batch = micro * len * 4 *
+                             (2 * static_cast<uint64_t>(c.dim) + c.q_dim() + 2 * c.kv_dim() + 3 * static_cast<uint64_t>(c.ffn_dim)) +
+                         micro * static_cast<uint64_t>(c.n_heads) * len * len * 4;
+  if (parts != nullptr) {
+    *parts = std::to_string(o.n_samples) + " x " + std::to_string(o.seq_len) + " tokens: hidden states " +
+             human_bytes(hidden) + ", keys/values " + human_bytes(kv) + ", statistics " + human_bytes(stats) +
+             ", activations " + human_bytes(batch);
+  }
+  return hidden + rope + kv + ids + stats + batch;
+}
+
 CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& options,
                                   const CalibrationSet* avoid) {
   if (model.tokenizer == nullptr) fail(model.source_path, "calibration needs the model's tokenizer");
@@ -24,6 +49,9 @@ CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& 
   if (options.n_samples < 1 || options.seq_len < 2) {
     fail("calibration", "need at least 1 sample of at least 2 tokens");
   }
+  std::string parts;
+  const uint64_t need = calibration_memory_bytes(model.config, options, &parts);
+  check_memory_fits(need, "calibration", parts, "use fewer --calib-samples or a shorter --calib-len");
   const TokenizerSpec& spec = model.tokenizer->spec();
   const bool bos = spec.add_bos && spec.bos_id >= 0;
   const int64_t window = options.seq_len - (bos ? 1 : 0);  // text tokens per sample
@@ -31,11 +59,7 @@ CalibrationSet sample_calibration(const Model& model, const CalibrationOptions& 
   std::vector<int64_t> starts;  // cumulative count of window start offsets per file
   int64_t total_starts = 0;
   for (const std::string& path : options.text_paths) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, "cannot open calibration text");
-    std::ostringstream text;
-    text << in.rdbuf();
-    streams.push_back(model.tokenizer->encode(text.str(), /*add_special=*/false));
+    streams.push_back(model.tokenizer->encode(read_file(path, "calibration text file"), /*add_special=*/false));
     total_starts += std::max<int64_t>(0, static_cast<int64_t>(streams.back().size()) - window + 1);
     starts.push_back(total_starts);
   }

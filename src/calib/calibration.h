@@ -43,9 +43,18 @@ struct CalibrationSet {
   std::vector<CalibrationWindow> windows;       // per sequence, where it came from
 };
 
+// Bytes a calibration run over `options` needs beyond the model itself (about): the hidden states
+// of every sample, their RoPE tables, one layer's keys and values for every sample, the token ids,
+// one layer's XᵀX statistics, and one micro-batch's activations and attention scores. `parts`
+// (optional) receives a readable breakdown of the largest terms.
+uint64_t calibration_memory_bytes(const ModelConfig& config, const CalibrationOptions& options,
+                                  std::string* parts = nullptr);
+
 // Tokenizes the texts (without special tokens), then draws n_samples windows of seq_len tokens
 // (seq_len - 1 after a BOS when the model adds BOS) at uniformly random offsets over all files.
-// Throws mpq::Error naming a file that cannot be read or texts too short for one window.
+// Throws mpq::Error naming a file that cannot be read or texts too short for one window, and,
+// before reading anything, when the run would not fit in the available memory
+// (calibration_memory_bytes).
 // With `avoid` (a set drawn from the same files), windows overlapping any of its windows are
 // redrawn, so the result is held out from it (evaluation tokens the statistics never saw);
 // throws mpq::Error when the texts are too short for that.

@@ -1,6 +1,8 @@
 #include "calib/sensitivity_file.h"
 
 #include <array>
+#include <cmath>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -158,6 +160,14 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
                                       const CalibrationOptions& calibration, const std::string& json_path) {
   using nlohmann::json;
   const std::string bin_path = sensitivity_sidecar_path(json_path);
+  // A measurement that is not finite is refused, never written: a plan would rank it as anything.
+  auto finite = [](const auto& v) { return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); }); };
+  for (const TensorSensitivity& ts : result.tensors) {
+    if (!finite(ts.fisher) || !finite(ts.output) || !finite(ts.kld) || !finite(ts.channels)) {
+      fail(json_path, "the sensitivity of tensor '" + ts.name + "' is not finite (the model's activations overflow?): "
+                      "nothing written");
+    }
+  }
 
   // Sidecar: header, then one float32 array per tensor with channels, in tensor order.
   std::string bin;

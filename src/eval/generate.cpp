@@ -59,6 +59,9 @@ std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt, 
   std::vector<float> logits = model.forward_last(prompt, cache);
   const int32_t eos = model.tokenizer ? model.tokenizer->spec().eos_id : -1;
   for (int i = 0; i < n_new; ++i) {
+    if (!std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); })) {
+      fail(model.source_path, "the model's logits are not finite at generated token " + std::to_string(i + 1));
+    }
     const int32_t token = sample_token(logits.data(), model.config.vocab_size, options, rng);
     if (token == eos) break;
     out.push_back(token);

@@ -126,6 +126,12 @@ PplResult evaluate_perplexity(Model& model, const std::string& text, const std::
       }
     }
     for (int r = 0; r < n_scored; ++r) {
+      // A number that is not finite is never reported, saved or averaged in.
+      if (!std::isfinite(row_nll[r]) || (base && !std::isfinite(row_kld[r]))) {
+        fail(model.source_path, "the model's logits are not finite at chunk " + std::to_string(chunk + 1) +
+                                    ", position " + std::to_string(rows[r]) +
+                                    " (weights too large for fp32, or a broken checkpoint): no perplexity reported");
+      }
       const int32_t target = window[rows[r] + 1];
       if (base && base->target(record0 + r) != target) {
         fail(options.kl_base_path, "token " + std::to_string(record0 + r) +

@@ -309,3 +309,34 @@ void dequantize(const QuantizedMatrix& q, float* out) {
 }
 
 }  // namespace mpq
+
+namespace mpq {
+
+std::string first_non_finite(const QuantizedMatrix& q) {
+  const WeightFormatTraits& f = q.traits();
+  auto at = [](const char* what, int64_t row, int64_t col) {
+    return std::string(what) + " at row " + std::to_string(row) + ", column " + std::to_string(col);
+  };
+  if (f.has_tensor_scale && !(std::isfinite(q.tensor_scale) && q.tensor_scale > 0)) return "a tensor scale that is not positive and finite";
+  for (int64_t r = 0; r < q.rows; ++r) {
+    for (int64_t g = 0; g < q.groups; ++g) {
+      const float s = q.params(r, g).scale;
+      if (!std::isfinite(s) || s < 0) return at("a non-finite or negative scale", r, q.group_begin(g));
+    }
+  }
+  if (f.value_kind == ValueKind::Half || f.value_kind == ValueKind::FP8_E4M3) {
+    for (int64_t r = 0; r < q.rows; ++r) {
+      for (int64_t c = 0; c < q.cols; ++c) {
+        const uint16_t code = q.code(r, c);
+        bool bad = false;
+        if (f.value_kind == ValueKind::FP8_E4M3) bad = (code & 0x7F) == 0x7F;
+        else if (f.id == WeightFormatId::BF16) bad = (code & 0x7F80) == 0x7F80;
+        else bad = (code & 0x7C00) == 0x7C00;
+        if (bad) return at("a NaN or infinite code", r, c);
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace mpq

@@ -224,4 +224,11 @@ QuantizedMatrix make_quantized_matrix(WeightFormatId format, int64_t rows, int64
 // Decodes the whole matrix to fp32 [rows, cols] (scalar reference).
 void dequantize(const QuantizedMatrix& q, float* out);
 
+// Where a quantized matrix would decode to a value that is not finite: a stored scale (or the
+// tensor scale) that is NaN, infinite or negative, or a code that stands for NaN/Inf (bf16/f16
+// with an all-ones exponent, the E4M3 NaN codes). "" when every value is finite. Checks the
+// stored parameters and codes, not every decoded product (finite codes times finite scales can
+// only overflow for f32 scales near FLT_MAX, which fit_* never produce).
+std::string first_non_finite(const QuantizedMatrix& q);
+
 }  // namespace mpq

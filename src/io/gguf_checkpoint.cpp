@@ -91,6 +91,21 @@ Checkpoint open_gguf_checkpoint(const std::string& path) {
   c["num_key_value_heads"] =
       gguf->get_int(p + "attention.head_count_kv", gguf->get_int(p + "attention.head_count"));
   if (gguf->has(p + "attention.key_length")) c["head_dim"] = gguf->get_int(p + "attention.key_length");
+  // Metadata that would change the computation is honoured or refused, never ignored.
+  {
+    const int64_t heads = c["num_attention_heads"].get<int64_t>();
+    const int64_t head_dim = c.contains("head_dim") ? c["head_dim"].get<int64_t>()
+                                                    : (heads > 0 ? c["hidden_size"].get<int64_t>() / heads : 0);
+    if (gguf->has(p + "attention.value_length") && gguf->get_int(p + "attention.value_length") != head_dim) {
+      fail(path, p + "attention.value_length (" + std::to_string(gguf->get_int(p + "attention.value_length")) +
+                     ") differs from the key length (" + std::to_string(head_dim) + "): not supported");
+    }
+    if (gguf->has(p + "rope.dimension_count") && gguf->get_int(p + "rope.dimension_count") != head_dim) {
+      fail(path, p + "rope.dimension_count is " + std::to_string(gguf->get_int(p + "rope.dimension_count")) +
+                     " but each attention head has " + std::to_string(head_dim) +
+                     " dimensions: partial rotary embeddings are not supported");
+    }
+  }
   c["max_position_embeddings"] = gguf->get_int(p + "context_length", 4096);
   c["rms_norm_eps"] = gguf->get_float(p + "attention.layer_norm_rms_epsilon", 1e-5);
   c["rope_theta"] = gguf->get_float(p + "rope.freq_base", 10000.0);

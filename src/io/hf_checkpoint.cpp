@@ -14,6 +14,7 @@
 #include <string>
 
 #include "io/checkpoint.h"
+#include "io/read_file.h"
 #include "io/safetensors.h"
 #include "mpq/error.h"
 
@@ -24,18 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail(path, "cannot read");
-  try {
-    return json::parse(text.str());
-  } catch (const json::exception& e) {
-    fail(path, std::string("invalid JSON: ") + e.what());
-  }
-}
 
 // Adds every tensor of `file` to `ck`. A name already present came from another shard.
 void add_tensors(Checkpoint& ck, const std::shared_ptr<const SafetensorsFile>& file,

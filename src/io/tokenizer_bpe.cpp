@@ -94,7 +94,7 @@ namespace {
 pcre2_code* code_of(void* p) { return static_cast<pcre2_code*>(p); }
 }  // namespace
 
-RegexSplitter::RegexSplitter(const std::vector<std::string>& patterns, const std::string& source) {
+RegexSplitter::RegexSplitter(const std::vector<std::string>& patterns, const std::string& source) : source_(source) {
   for (const std::string& pattern : patterns) {
     int error = 0;
     PCRE2_SIZE offset = 0;
@@ -125,12 +125,13 @@ std::vector<std::string_view> RegexSplitter::split(std::string_view text) const 
   if (text.empty()) return pieces;
   pieces.push_back(text);
   std::vector<std::string_view> next;
-  for (void* c : codes_) {
+  for (void* const& c : codes_) {
     pcre2_code* code = code_of(c);
     std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(
         pcre2_match_data_create_from_pattern(code, nullptr), &pcre2_match_data_free);
     next.clear();
     next.reserve(pieces.size() * 2);
+    const size_t regex = &c - codes_.data();
     for (std::string_view piece : pieces) {
       const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
       size_t pos = 0;   // where the next search starts
@@ -138,7 +139,13 @@ std::vector<std::string_view> RegexSplitter::split(std::string_view text) const 
       while (pos < piece.size()) {
         const int rc = pcre2_match(code, subject, piece.size(), pos, 0, md.get(), nullptr);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) throw Error("pre-tokenizer regex failed with PCRE2 error " + std::to_string(rc));
+        if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT ||
+            rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+          fail(source_, "pre-tokenizer regex " + std::to_string(regex + 1) + " exceeded PCRE2's match limit on a " +
+                            std::to_string(piece.size()) + "-byte piece of the text (the regex backtracks too much "
+                            "on this input)");
+        }
+        if (rc < 0) fail(source_, "pre-tokenizer regex " + std::to_string(regex + 1) + " failed with PCRE2 error " + std::to_string(rc));
         const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
         const size_t start = ov[0], end = ov[1];
         if (end == start) {  // an empty match splits nothing; move on one character

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/tokenizer_internal.h"
+#include "io/read_file.h"
 #include "mpq/error.h"
 #include "mpq/tokenizer.h"
 
@@ -25,16 +26,6 @@ namespace {
 
 using nlohmann::json;
 constexpr const char* kSpace = "\xE2\x96\x81";  // U+2581
-
-json read_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open file");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    fail(path, std::string("invalid JSON: ") + e.what());
-  }
-}
 
 struct Pre {
   std::vector<std::string> regexes;
@@ -281,11 +272,11 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
 }  // namespace
 
 TokenizerSpec tokenizer_spec_from_hf_json(const std::string& path) {
-  const json root = read_json(path);
+  const json root = read_json_file(path);
   const std::filesystem::path config_path =
       std::filesystem::path(path).parent_path() / "tokenizer_config.json";
   json config = json::object();
-  if (std::filesystem::exists(config_path)) config = read_json(config_path.string());
+  if (std::filesystem::exists(config_path)) config = read_json_file(config_path.string());
   try {
     if (!root.is_object() || !root.contains("model")) fail(path, "no \"model\" section");
     return spec_from_json(root, config.is_object() ? config : json::object(), path);

@@ -103,6 +103,7 @@ class RegexSplitter {
 
  private:
   std::vector<void*> codes_;  // pcre2_code_8*
+  std::string source_;        // the tokenizer file, for errors
 };
 
 // GPT-2 style byte-level BPE: pre-tokenize, map bytes, merge by rank. Results are cached per

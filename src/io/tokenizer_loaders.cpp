@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "io/gguf.h"
+#include "io/read_file.h"
 #include "io/tokenizer_internal.h"
 #include "mpq/error.h"
 #include "mpq/tokenizer.h"
@@ -103,14 +104,6 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& gguf) {
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open file");
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail(path, "read error");
-  return data;
-}
-
 struct Llama2cEntry {
   float score;
   std::string text;
@@ -198,7 +191,7 @@ bool is_gguf(const std::string& path) {
 
 TokenizerSpec tokenizer_spec_from_llama2c(const std::string& path, int32_t vocab_size) {
   std::vector<Llama2cEntry> entries;
-  const std::string error = parse_llama2c(read_file(path), vocab_size, entries);
+  const std::string error = parse_llama2c(read_file(path, "llama2.c tokenizer"), vocab_size, entries);
   if (!error.empty()) fail(path, "not a valid llama2.c tokenizer: " + error);
   if (entries.empty()) fail(path, "llama2.c tokenizer holds no tokens");
   return llama2c_spec(std::move(entries));
@@ -234,7 +227,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path, int32_t 
   // A llama2.c tokenizer has no magic number; it is recognised by its entries covering the file
   // exactly. A llama2.c checkpoint (or anything else) fails that walk.
   std::vector<Llama2cEntry> entries;
-  const std::string error = parse_llama2c(read_file(path), vocab_size, entries);
+  const std::string error = parse_llama2c(read_file(path, "llama2.c tokenizer"), vocab_size, entries);
   if (error.empty() && !entries.empty()) {
     return std::make_unique<Tokenizer>(llama2c_spec(std::move(entries)), path);
   }

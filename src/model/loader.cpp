@@ -3,6 +3,7 @@
 // uses it.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -72,7 +73,10 @@ class TensorReader {
     // Messages name the safetensors file once a tensor of the module was found in it.
     const auto* any = ck_.raw.count(module + ".weight_scale") ? &ck_.raw.at(module + ".weight_scale") : nullptr;
     if (any != nullptr) where = any->file;
-    return decode_module(module, format, rows, cols, find, where);
+    QuantizedMatrix q = decode_module(module, format, rows, cols, find, where);
+    const std::string bad = first_non_finite(q);
+    if (!bad.empty()) fail(where, "module '" + module + "' (" + q.traits().name + ") holds " + bad);
+    return q;
   }
 
   // A channel-split module: "<m>.high_channels" (I32 [n_high], ascending) and the two sets stored
@@ -132,6 +136,14 @@ class TensorReader {
     std::vector<float> out(record.numel());
     dequantize_to_f32(record.dtype, record.data, out.data(), record.numel(),
                       record.file + ": tensor '" + name + "'");
+    // A NaN or infinity in the weights would only show as a NaN perplexity much later.
+    const auto bad = std::find_if(out.begin(), out.end(), [](float v) { return !std::isfinite(v); });
+    if (bad != out.end()) {
+      const int64_t i = bad - out.begin(), cols = shape.size() > 1 ? shape.back() : int64_t{1};
+      fail(record.file, "tensor '" + name + "' holds a non-finite value (" + std::to_string(*bad) + ") at " +
+                            (shape.size() > 1 ? "row " + std::to_string(i / cols) + ", column " + std::to_string(i % cols)
+                                              : "index " + std::to_string(i)));
+    }
     return out;
   }
 

@@ -1,4 +1,5 @@
 #include "plan/plan.h"
+#include "io/read_file.h"
 
 #include "format/channel_split.h"
 #include "io/output.h"
@@ -177,17 +178,7 @@ void write_plan(const Plan& plan, const std::string& path) {
 }
 
 Plan read_plan(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  check(static_cast<bool>(in), path, "cannot open the plan file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, std::string("not valid JSON: ") + e.what());
-  }
-  return plan_from_json(j, path);
+  return plan_from_json(read_json_file(path, "plan file"), path);
 }
 
 void validate_plan(const Plan& plan, const std::vector<PlanTensorShape>& tensors) {

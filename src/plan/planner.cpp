@@ -1,4 +1,5 @@
 #include "plan/planner.h"
+#include "io/read_file.h"
 
 #include <algorithm>
 #include <cstring>
@@ -12,14 +13,6 @@
 
 namespace mpq {
 namespace {
-
-std::string slurp_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  check(static_cast<bool>(in), path, "cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 uint64_t read_u64(const std::string& s, size_t at) {
   uint64_t v = 0;
@@ -78,7 +71,7 @@ ShapleyTerms shapley_terms(const SensitivityInput& in, const std::vector<int>& l
 }  // namespace
 
 SensitivityInput read_sensitivity_input(const std::string& path, bool load_channels) {
-  const std::string text = slurp_file(path);
+  const std::string text = read_file(path);
   SensitivityInput in;
   in.path = path;
   in.sha256 = sha256_hex(text.data(), text.size());
@@ -112,7 +105,7 @@ SensitivityInput read_sensitivity_input(const std::string& path, bool load_chann
       if (load_channels && t.contains("channels")) {
         if (bin.empty()) {
           const std::string bin_path = sensitivity_sidecar_path(path);
-          bin = slurp_file(bin_path);
+          bin = read_file(bin_path);
           check(bin.size() >= static_cast<size_t>(kSensitivityBinHeaderBytes) &&
                     std::memcmp(bin.data(), kSensitivityBinMagic, 8) == 0,
                 bin_path, "not an mpq sensitivity sidecar (bad magic)");

@@ -147,7 +147,12 @@ QuantizeReport quantize_model(Model& model,
       Linear& linear = model.layers[l].linear[k];
       if (choices[l][k].keep) continue;
       const InputStats* s = stats ? &stats->of(static_cast<LinearKind>(k)) : nullptr;
-      report.modules[linear.name] = quantize_linear(linear, choices[l][k], s, options);
+      try {
+        report.modules[linear.name] = quantize_linear(linear, choices[l][k], s, options);
+      } catch (const Error& e) {
+        // Quantizer messages say what went wrong in the matrix; the user needs the file and tensor.
+        throw Error(model.source_path + ": tensor '" + linear.name + "': " + e.what());
+      }
     }
     if (options.progress) {
       std::fprintf(stderr, "[quantize] layer %d/%d  %.1f s\n", l + 1, n_layers, seconds_since(t0));
