@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -100,6 +101,82 @@ std::vector<float> llama3_rope_divisors(int head_dim, float theta, float factor,
 }
 
 namespace {
+
+// RoPE, as transformers 4 writes it (top-level "rope_theta", optional "rope_scaling") or as
+// transformers 5 does ("rope_parameters": {"rope_type", "rope_theta", ...}). Both may be present
+// (a config converted from one to the other): they must then agree. Every key of the RoPE object
+// is understood or refused by name, and so is every RoPE type mpq does not implement: a wrong base
+// or a skipped scaling runs without any error and gives a silently different model.
+void parse_rope(const json& config, ModelConfig& c, const std::string& where) {
+  const bool has_theta = has_value(config, "rope_theta");
+  const double top_theta = get_number(config, "rope_theta", 10000.0, where);
+  const json* params = nullptr;  // the RoPE object: rope_parameters (v5) or rope_scaling (v4)
+  std::string params_key;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    auto it = config.find(key);
+    if (it == config.end() || it->is_null()) continue;
+    if (!it->is_object()) fail(where, std::string("config field '") + key + "' must be an object");
+    if (params != nullptr && *params != *it) {
+      // transformers 5 may keep both; identical content is the same statement twice.
+      const json& a = *params;
+      const json& b = *it;
+      for (const auto& [k, v] : b.items()) {
+        if (a.contains(k) && a[k] != v) fail(where, "rope_parameters and rope_scaling disagree on '" + k + "'");
+      }
+    }
+    if (params == nullptr) {
+      params = &*it;
+      params_key = key;
+    }
+  }
+  if (has_value(config, "partial_rotary_factor") && get_number(config, "partial_rotary_factor", 1.0, where) != 1.0) {
+    fail(where, "partial_rotary_factor != 1 (partial rotary embeddings) is not supported");
+  }
+  c.rope_theta = static_cast<float>(top_theta);
+  if (params == nullptr) return;
+  const json& p = *params;
+  static const char* kKnown[] = {"rope_type", "type", "rope_theta", "factor", "low_freq_factor",
+                                 "high_freq_factor", "original_max_position_embeddings", "partial_rotary_factor"};
+  for (const auto& [key, value] : p.items()) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+      fail(where, "config field '" + params_key + "." + key + "' is not understood by mpq (refusing to guess)");
+    }
+  }
+  if (p.contains("rope_theta")) {
+    const double theta = get_number(p, "rope_theta", 0.0, where);
+    if (has_theta && theta != top_theta) {
+      fail(where, "rope_theta (" + std::to_string(top_theta) + ") and " + params_key + ".rope_theta (" +
+                      std::to_string(theta) + ") disagree");
+    }
+    c.rope_theta = static_cast<float>(theta);
+  }
+  if (p.contains("partial_rotary_factor") && get_number(p, "partial_rotary_factor", 1.0, where) != 1.0) {
+    fail(where, params_key + ".partial_rotary_factor != 1 (partial rotary embeddings) is not supported");
+  }
+  const std::string type = get_string(p, "rope_type", get_string(p, "type", "default", where), where);
+  const double factor = get_number(p, "factor", 1.0, where);
+  auto unused = [&](std::initializer_list<const char*> keys) {
+    for (const char* k : keys) {
+      if (p.contains(k)) fail(where, params_key + "." + k + " has no meaning for rope_type '" + type + "'");
+    }
+  };
+  if (type == "llama3") {
+    c.rope_freq_divisors = llama3_rope_divisors(
+        c.head_dim, c.rope_theta, static_cast<float>(factor),
+        static_cast<float>(get_number(p, "low_freq_factor", 1.0, where)),
+        static_cast<float>(get_number(p, "high_freq_factor", 4.0, where)),
+        static_cast<int>(get_number(p, "original_max_position_embeddings", 8192, where)));
+  } else if (type == "linear") {
+    unused({"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
+    if (!(factor > 0)) fail(where, params_key + ".factor must be positive");
+    c.rope_linear_factor = static_cast<float>(factor);
+  } else if (type == "default") {
+    unused({"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
+  } else {
+    fail(where, "unsupported " + params_key + " type '" + type + "' (supported: default, linear, llama3)");
+  }
+}
+
 ModelConfig parse_config(const json& config, const std::string& where) {
   if (!config.is_object()) fail(where, "config is not a JSON object");
   ModelConfig c;
@@ -135,7 +212,6 @@ ModelConfig parse_config(const json& config, const std::string& where) {
                       ? get_positive_int(config, "max_position_embeddings", where)
                       : 4096;
   c.rms_eps = static_cast<float>(get_number(config, "rms_norm_eps", 1e-6, where));
-  c.rope_theta = static_cast<float>(get_number(config, "rope_theta", 10000.0, where));
   c.tied_embeddings = get_bool(config, "tie_word_embeddings", false, where);
   // Sliding-window attention: mistral declares "sliding_window"; qwen2 only uses it when
   // "use_sliding_window" is true.
@@ -173,28 +249,10 @@ ModelConfig parse_config(const json& config, const std::string& where) {
   if (!explicit_head_dim && c.dim % c.n_heads != 0) {
     fail(where, "hidden_size is not a multiple of num_attention_heads");
   }
+  parse_rope(config, c, where);
   if (!(c.rms_eps > 0) || !(c.rope_theta > 0)) fail(where, "rms_norm_eps and rope_theta must be positive");
   const std::string hidden_act = get_string(config, "hidden_act", "silu", where);
   if (hidden_act != "silu") fail(where, "unsupported hidden_act '" + hidden_act + "' (expected silu)");
-
-  auto scaling_it = config.find("rope_scaling");
-  if (scaling_it != config.end() && !scaling_it->is_null()) {
-    const json& s = *scaling_it;
-    if (!s.is_object()) fail(where, "config field 'rope_scaling' must be an object");
-    std::string type = get_string(s, "rope_type", get_string(s, "type", "", where), where);
-    const double factor = get_number(s, "factor", 1.0, where);
-    if (type == "llama3") {
-      c.rope_freq_divisors = llama3_rope_divisors(
-          c.head_dim, c.rope_theta, static_cast<float>(factor),
-          static_cast<float>(get_number(s, "low_freq_factor", 1.0, where)),
-          static_cast<float>(get_number(s, "high_freq_factor", 4.0, where)),
-          static_cast<int>(get_number(s, "original_max_position_embeddings", 8192, where)));
-    } else if (type == "linear") {
-      c.rope_linear_factor = static_cast<float>(factor);
-    } else if (type != "default" && !type.empty()) {
-      fail(where, "unsupported rope_scaling type '" + type + "' (supported: llama3, linear)");
-    }
-  }
   return c;
 }
 
