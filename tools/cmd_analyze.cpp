@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "calib/analysis.h"
 #include "calib/calibration.h"
 #include "calib/sensitivity.h"
 #include "calib/sensitivity_file.h"
@@ -37,33 +38,11 @@ struct AnalyzeArgs {
   bool json = false;
 };
 
-// The held-out token set's seed: a fixed offset from --seed, so that one seed fixes both sets.
-constexpr uint64_t kHeldoutSeedOffset = 1000003;
-
-// Reads the progress file of an interrupted run; refuses one made with other settings.
-nlohmann::json read_progress(const std::string& path, const nlohmann::json& settings) {
-  if (!std::filesystem::exists(path)) {
-    std::fprintf(stderr, "[analyze] --resume: no %s, starting from the beginning\n", path.c_str());
-    return nlohmann::json::object();
-  }
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, std::string("unreadable progress file: ") + e.what());
-  }
-  if (!j.is_object() || j.value("settings", nlohmann::json()) != settings) {
-    fail(path, "progress file is from a run with other settings (model, calibration, methods, formats); "
-               "delete it or rerun with the same arguments");
-  }
-  return j.value("state", nlohmann::json::object());
-}
-
 int run_analyze(const AnalyzeArgs& args) {
   // Validate the cheap arguments before loading anything.
   OutputRules rules{{args.model.path, args.model.tokenizer_path}, args.force};
   rules.inputs.insert(rules.inputs.end(), args.calib.files.begin(), args.calib.files.end());
-  check_sensitivity_output(args.out, rules);
+  check_sensitivity_output(args.out, rules);  // before any work
   SensitivityOptions options;
   options.methods = parse_sensitivity_methods(args.methods);
   if (!args.formats.empty()) options.formats = parse_format_list(args.formats);
@@ -82,51 +61,16 @@ int run_analyze(const AnalyzeArgs& args) {
     options.shapley.antithetic = !args.shapley_independent;
     options.shapley.seed = args.calib.seed;
   }
+  AnalysisRequest request;
+  request.options = options;
+  request.calibration = calibration_options(args.calib);
+  request.heldout_samples = args.heldout_samples;
+  request.heldout_len = args.heldout_len;
+  request.resume = args.resume;
+  request.rules = rules;
   Model model = load_model_from_args(args.model);
-  const CalibrationOptions calib = calibration_options(args.calib);
-  if (calib.text_paths.empty()) fail("--calib", "no calibration text given and the default is missing");
-  const CalibrationSet set = sample_calibration(model, calib);
-  CalibrationOptions heldout_options = calib;
-  heldout_options.n_samples = args.heldout_samples;
-  heldout_options.seq_len = args.heldout_len;
-  heldout_options.seed = calib.seed + kHeldoutSeedOffset;
-  nlohmann::json heldout_info;
-  if (options.methods.kld || options.methods.shapley) {
-    options.heldout = sample_calibration(model, heldout_options, &set).sequences;
-    heldout_info = {{"n_samples", heldout_options.n_samples},
-                    {"seq_len", heldout_options.seq_len},
-                    {"seed", heldout_options.seed},
-                    {"disjoint_from_calibration", true}};
-  }
-  const nlohmann::json identity = sensitivity_model_identity(model, args.model.path);
-
-  // Progress of the resumable methods: <out>.progress.json, rewritten atomically after every
-  // finished unit and removed when the file is complete.
-  const std::string progress_path = sensitivity_progress_path(args.out);
-  nlohmann::json formats_json = nlohmann::json::array();
-  for (WeightFormatId f : options.formats.empty() ? default_sensitivity_formats() : options.formats) {
-    formats_json.push_back(weight_format(f).name);
-  }
-  const nlohmann::json settings = {{"model", identity},
-                                   {"calibration", calibration_json(calib)},
-                                   {"heldout", heldout_info},
-                                   {"methods", options.methods.names()},
-                                   {"formats", formats_json},
-                                   {"shapley", {{"players", args.shapley_players},
-                                                {"formats", args.shapley_formats},
-                                                {"permutations", args.shapley_permutations},
-                                                {"independent", args.shapley_independent}}}};
-  if (args.resume) options.resume = read_progress(progress_path, settings);
-  if (options.methods.kld || options.methods.shapley) {
-    options.checkpoint = [&](const nlohmann::json& state) {
-      write_file_atomically(progress_path, nlohmann::json{{"settings", settings}, {"state", state}}.dump() + "\n");
-    };
-  }
-  SensitivityResult result = analyze_sensitivity(model, set, options);
-  result.heldout = heldout_info;
-  write_sensitivity_file(result, identity, calib, args.out);
-  std::error_code ec;
-  std::filesystem::remove(progress_path, ec);
+  const AnalysisSummary summary = run_analysis(model, args.model.path, request, args.out);
+  const SensitivityResult& result = summary.result;
   if (!args.quiet) {
     for (const auto& [method, seconds] : result.method_seconds) {
       std::fprintf(stderr, "[analyze] %s: %.1f s\n", method.c_str(), seconds);
