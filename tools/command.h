@@ -19,6 +19,9 @@ struct Command {
 
 std::vector<Command>& registry();
 
+// The command line mpq was started with (argv[1..]), for the records of outputs.
+std::vector<std::string>& command_line();
+
 // Static registration helper: `static Registrar r{{"info", "...", setup}};`
 struct Registrar {
   explicit Registrar(Command command) { registry().push_back(std::move(command)); }

@@ -12,9 +12,14 @@ std::vector<Command>& registry() {
   static std::vector<Command> commands;
   return commands;
 }
+std::vector<std::string>& command_line() {
+  static std::vector<std::string> args;
+  return args;
+}
 }  // namespace mpq::cli
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) mpq::cli::command_line().push_back(argv[i]);
   CLI::App app{"mpq: importance-aware mixed-precision quantization of LLMs"};
   app.require_subcommand(1);
   std::function<int()> run;
