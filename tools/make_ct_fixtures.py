@@ -10,10 +10,12 @@ scheme with compressed_tensors.quantization.apply_quantization_config, computes 
 scale / zero point / global scale with the library's own calculate_qparams / generate_gparam from
 the weight's min and max (what a memoryless min-max observer gives), compresses with
 ModelCompressor.compress_model, saves with save_pretrained + ModelCompressor.update_config
-(the library's save path, as llm-compressor drives it), and writes to tests/data/ct/<scheme>/:
+(the library's save path, as llm-compressor drives it), and writes to tests/data/ct/:
 
-    config.json, model.safetensors   the checkpoint as the library wrote it
-    reference.safetensors            for every quantized module <m>, from the library's own
+    <scheme>/config.json, model.safetensors   the checkpoint as the library wrote it
+    <scheme>.reference.safetensors   (beside the directory, not in it: vLLM loads every
+                                     *.safetensors of a model directory that has no index)
+                                     for every quantized module <m>, from the library's own
                                      decompressor run on the saved tensors:
         <m>.weight        F32 [out, in]     BaseCompressor.decompress(...)["weight"] upcast to
                                             f32 (the library computes it in the scale's dtype)
@@ -199,13 +201,16 @@ def write_fixture(name, out_root):
     for extra in ("generation_config.json",):
         if os.path.exists(os.path.join(tmp, extra)):
             os.remove(os.path.join(tmp, extra))
-    write_reference(tmp, qconfig_from_dir(tmp))
+    ref_tmp = os.path.join(out_root, f".{name}.reference.safetensors.tmp")
+    write_reference(tmp, qconfig_from_dir(tmp), ref_tmp)
     os.chmod(tmp, 0o755)
     for f in os.listdir(tmp):
         os.chmod(os.path.join(tmp, f), 0o644)
     if os.path.exists(final):
         shutil.rmtree(final)
     os.rename(tmp, final)
+    os.chmod(ref_tmp, 0o644)
+    os.replace(ref_tmp, reference_path(final))
     return final
 
 
@@ -225,7 +230,11 @@ def scheme_of(qconfig, module_name):
     return None
 
 
-def write_reference(path, qconfig):
+def reference_path(fixture_dir):
+    return fixture_dir.rstrip("/") + ".reference.safetensors"
+
+
+def write_reference(path, qconfig, out):
     tensors = load_file(os.path.join(path, "model.safetensors"))
     modules = sorted({k.rsplit(".", 1)[0] for k in tensors if k.endswith(("weight_packed", "weight_scale"))})
     ref = {}
@@ -249,7 +258,7 @@ def write_reference(path, qconfig):
             rows, half = local["weight_packed"].shape
             values = unpack_fp4_from_uint8(local["weight_packed"], rows, 2 * half).to(torch.float32)
             ref[f"{m}.weight_q_x2"] = (values * 2).round().to(torch.int8).contiguous()
-    save_file(ref, os.path.join(path, "reference.safetensors"), metadata={
+    save_file(ref, out, metadata={
         "made_by": "tools/make_ct_fixtures.py",
         "compressed_tensors": compressed_tensors.__version__,
     })
@@ -258,7 +267,7 @@ def write_reference(path, qconfig):
 def check_fixture(path):
     """Load with transformers both ways; max |W - reference| over the quantized modules."""
     from transformers import AutoModelForCausalLM, CompressedTensorsConfig
-    ref = load_file(os.path.join(path, "reference.safetensors"))
+    ref = load_file(reference_path(path))
     out = {}
     for label, kwargs in (("default", {}), ("dequantize", {"quantization_config": CompressedTensorsConfig(dequantize=True)})):
         try:
@@ -290,20 +299,21 @@ def write_readme(out_root, names):
         "`w3a16_asym_g16`), 2 layers, 2 heads / 1 KV head, head_dim 32, vocab 96, tied embeddings, seed 0), qparams from",
         "`calculate_qparams` / `generate_gparam` on each weight's min/max, compressed with",
         "`ModelCompressor.compress_model`, saved with `save_pretrained` + `ModelCompressor.update_config`.",
-        "`reference.safetensors` holds the library's own decompression of every quantized module",
+        "`<fixture>.reference.safetensors` (beside the directory: vLLM would load it as a shard) holds",
+        "the library's own decompression of every quantized module",
         "(`<m>.weight` F32) and the unpacked codes (`<m>.weight_q`, `<m>.weight_q_x2`, `<m>.weight_zero_point_q`).",
         "",
         f"Versions: compressed-tensors {compressed_tensors.__version__}, transformers {transformers.__version__},"
         f" torch {torch.__version__}, safetensors {safetensors.__version__}.",
         "",
-        "| fixture | format | files (bytes) |",
+        "| fixture | format | bytes (config.json, model.safetensors; reference) |",
         "|---|---|---|",
     ]
     for n in names:
         p = os.path.join(out_root, n)
         with open(os.path.join(p, "config.json")) as f:
             fmt = json.load(f)["quantization_config"]["format"]
-        sizes = ", ".join(f"{k} {v}" for k, v in dir_size(p).items())
+        sizes = ", ".join(str(v) for v in dir_size(p).values()) + f"; {os.path.getsize(reference_path(p))}"
         lines.append(f"| `{n}` | `{fmt}` | {sizes} |")
     lines.append("")
     with open(os.path.join(out_root, "README.md.tmp"), "w") as f:
@@ -323,7 +333,7 @@ def main(argv=None):
         if n not in SCHEMES:
             raise SystemExit(f"unknown scheme {n}; known: {', '.join(SCHEMES)}")
         path = write_fixture(n, args.out)
-        total = sum(dir_size(path).values())
+        total = sum(dir_size(path).values()) + os.path.getsize(reference_path(path))
         print(f"{n}: {path} ({total} bytes)")
         if args.check:
             print("   ", check_fixture(path))
