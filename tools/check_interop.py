@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -136,12 +137,16 @@ def captured_logs():
 
 
 def reason_from(exc, logs):
-    """A one-line reason: the first report line naming a key problem, else the exception."""
-    text = logs
-    for marker in ("MISMATCH", "Error:", "UNEXPECTED", "MISSING"):
-        for line in text.splitlines():
-            if marker in line and "|" in line or line.startswith(marker):
-                return " ".join(line.replace("|", " ").split())[:220]
+    """A one-line reason: the first report line naming a key problem or the root exception the
+    load report quotes, else the exception itself."""
+    lines = [l.strip() for l in logs.splitlines()]
+    generic = ("We encountered some issues", "You set `ignore_mismatched_sizes`", "Error: CompressedTensorsDequantize")
+    for line in lines:  # a status row of the load report: "key | MISMATCH | why"
+        if "|" in line and any(m in line for m in ("MISMATCH", "MISSING", "UNEXPECTED")):
+            return " ".join(line.replace("|", " ").split())[:220]
+    for line in lines:  # the root cause of a conversion error, e.g. "ValueError: tensor column ..."
+        if re.match(r"^[A-Za-z_.]*(Error|Exception): \S", line) and not any(g in line for g in generic):
+            return line[:220]
     msg = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {msg[0][:220] if msg else ''}"
 
