@@ -239,13 +239,19 @@ def check_vllm(mpq, path, vllm_python):
 
 
 def vllm_reason(text):
-    for line in reversed(text.splitlines()):
-        s = line.strip()
-        if s.startswith("[rank0]: ") and ("Error" in s or "error" in s):
-            return s[len("[rank0]: "):][:260]
-    for line in reversed(text.splitlines()):
-        if "Error" in line and "Tokenizer not available" not in line:
-            return line.strip()[:260]
+    """The root exception of a failed vLLM run, with the detail lines pydantic puts below it."""
+    lines = [l[len("[rank0]: "):] if l.startswith("[rank0]: ") else l for l in text.splitlines()]
+    lines = [l.strip() for l in lines]
+    for i in range(len(lines) - 1, -1, -1):
+        l = lines[i]
+        if re.match(r"^[A-Za-z_.]*(Error|Exception): ", l) and "Tokenizer not available" not in l:
+            if "validation error" in l:  # pydantic: the field and the message follow
+                l += " " + " ".join(x for x in lines[i + 1:i + 3] if x)
+            elif l.endswith("Reasons:"):  # vLLM's kernel search: one line per kernel follows
+                reasons = [x for x in lines[i + 1:i + 8] if "cannot implement" in x]
+                cpu = [x for x in reasons if x.startswith("CPU")]
+                l += " " + ((cpu or reasons or [""])[0])
+            return l[:300]
     return last_line(text)
 
 

@@ -25,7 +25,7 @@ ModelCompressor.compress_model, saves with save_pretrained + ModelCompressor.upd
     README.md is written next to the fixtures (how, versions, sizes).
 
 --check reloads every fixture with transformers (default path and dequantize=True) and compares
-the Linear weights with reference.safetensors; the result is printed, not asserted.
+the Linear weights with <scheme>.reference.safetensors; the result is printed, not asserted.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 # The tiny model. head_dim 32 is the smallest vLLM's CPU attention takes. in_features are 32
 # (q/k/v/gate/up) and 64 (o/down), multiples of every group size used below (compressed-tensors
-# only warns when a group size does not divide a row; vLLM refuses). A scheme may override dims.
+# refuses to quantize a group that does not divide a row; so does vLLM). A scheme may override dims.
 MODEL = dict(
     hidden_size=32,
     intermediate_size=64,
@@ -75,7 +75,6 @@ MODEL = dict(
     eos_token_id=2,
 )
 SEED = 0
-LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def int_args(bits, symmetric, group_size=None):
@@ -258,9 +257,10 @@ def write_reference(path, qconfig, out):
             rows, half = local["weight_packed"].shape
             values = unpack_fp4_from_uint8(local["weight_packed"], rows, 2 * half).to(torch.float32)
             ref[f"{m}.weight_q_x2"] = (values * 2).round().to(torch.int8).contiguous()
+    # One metadata key: safetensors writes a metadata map in no fixed order, and the fixtures
+    # should come out byte-identical on every run.
     save_file(ref, out, metadata={
-        "made_by": "tools/make_ct_fixtures.py",
-        "compressed_tensors": compressed_tensors.__version__,
+        "made_by": f"tools/make_ct_fixtures.py, compressed-tensors {compressed_tensors.__version__}",
     })
 
 
