@@ -141,12 +141,12 @@ def reason_from(exc, logs):
     load report quotes, else the exception itself."""
     lines = [l.strip() for l in logs.splitlines()]
     generic = ("We encountered some issues", "You set `ignore_mismatched_sizes`", "Error: CompressedTensorsDequantize")
-    for line in lines:  # a status row of the load report: "key | MISMATCH | why"
-        if "|" in line and any(m in line for m in ("MISMATCH", "MISSING", "UNEXPECTED")):
-            return " ".join(line.replace("|", " ").split())[:220]
     for line in lines:  # the root cause of a conversion error, e.g. "ValueError: tensor column ..."
         if re.match(r"^[A-Za-z_.]*(Error|Exception): \S", line) and not any(g in line for g in generic):
             return line[:220]
+    for line in lines:  # a status row of the load report: "key | MISMATCH | why"
+        if "|" in line and any(m in line for m in ("MISMATCH", "MISSING", "UNEXPECTED")):
+            return " ".join(line.replace("|", " ").split())[:220]
     msg = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {msg[0][:220] if msg else ''}"
 
@@ -313,13 +313,20 @@ def check_source(args, tmpdir):
         from transformers import AutoTokenizer
         with captured_logs():
             tok = AutoTokenizer.from_pretrained(os.path.dirname(src), gguf_file=os.path.basename(src))
-        texts = SENTENCES + ([open(args.tokenize_file, encoding="utf-8").read()] if args.tokenize_file else [])
-        same = 0
-        for i, t in enumerate(texts):
-            ours = mpq_tokenize(args.mpq, src, text=t) if i < len(SENTENCES) else \
-                mpq_tokenize(args.mpq, src, path=args.tokenize_file)
-            same += ours == tok(t)["input_ids"]
-        cells["tokenizer"] = f"{'ok' if same == len(texts) else 'FAIL'}: {same}/{len(texts)} texts identical (HF GGUF tokenizer)"
+        texts = [(t, None) for t in SENTENCES] + ([(None, args.tokenize_file)] if args.tokenize_file else [])
+        same, first_bad = 0, ""
+        for text, fpath in texts:
+            ours = mpq_tokenize(args.mpq, src, text=text, path=fpath)
+            theirs = tok(open(fpath, encoding="utf-8").read() if fpath else text)["input_ids"]
+            if ours == theirs:
+                same += 1
+            elif not first_bad:
+                i = next((k for k, (x, y) in enumerate(zip(ours, theirs)) if x != y), min(len(ours), len(theirs)))
+                where = os.path.basename(fpath) if fpath else repr(text[:30])
+                first_bad = (f"; {where} differs at token {i} of {len(ours)} "
+                             f"(mpq {ours[i:i + 2]} vs HF {theirs[i:i + 2]})")
+        cells["tokenizer"] = (f"{'ok' if same == len(texts) else 'FAIL'}: {same}/{len(texts)} texts "
+                              f"identical (HF GGUF tokenizer){first_bad}")
     except Exception as e:
         cells["tokenizer"] = f"FAIL: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
     cells["vllm"] = "—"
