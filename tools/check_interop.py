@@ -19,8 +19,8 @@ For every DIR (a quantized model directory written by `mpq quantize`):
               random weights).
   tf-deq      the same with `CompressedTensorsConfig(dequantize=True)` (what `run_compressed=False`
               is called in transformers 5: the weights are dequantized while loading).
-  tokenizer   `AutoTokenizer.from_pretrained(DIR)` ids == `mpq tokenize DIR --json` ids on the
-              sentences (and on --tokenize-file if given).
+  tokenizer   `AutoTokenizer.from_pretrained(DIR)` ids == `mpq tokenize SOURCE --json` ids (or
+              `mpq tokenize DIR` without --source) on the sentences and on --tokenize-file.
   vllm        (with --vllm-python) greedy 16 tokens from the first sentence's ids in vLLM's CPU
               build, in a subprocess of that venv, against `mpq generate DIR -n 16 --json`.
 With --source, a first row checks the harness itself: mpq on the source GGUF against
@@ -193,7 +193,9 @@ def check_tf(path, ids_list, mpq_list, dequantize, gguf_file=None):
     return fmt_logit_result(per)
 
 
-def check_tokenizer(mpq, path, tokenize_file):
+def check_tokenizer(mpq, path, tokenize_file, source=None):
+    """AutoTokenizer on the directory against `mpq tokenize` on the source model when given (the
+    directory's tokenizer must reproduce the source's), else on the directory itself."""
     from transformers import AutoTokenizer
     present = [f for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model") if os.path.exists(os.path.join(path, f))]
     if not present:
@@ -209,7 +211,7 @@ def check_tokenizer(mpq, path, tokenize_file):
         if fpath:
             with open(fpath, encoding="utf-8") as f:
                 text = f.read()
-        ours = mpq_tokenize(mpq, path, text=None if fpath else text, path=fpath)
+        ours = mpq_tokenize(mpq, source or path, text=None if fpath else text, path=fpath)
         theirs = tok(text)["input_ids"]
         if ours == theirs:
             n_ok += 1
@@ -293,7 +295,8 @@ def check_dir(args, path, tmpdir):
         cells["tf"] = check_tf(path, ids_list, mpq_list, dequantize=False)
         cells["tf-deq"] = check_tf(path, ids_list, mpq_list, dequantize=True)
     try:
-        cells["tokenizer"] = check_tokenizer(args.mpq, path, args.tokenize_file)
+        cells["tokenizer"] = check_tokenizer(args.mpq, path, args.tokenize_file,
+                                             os.path.abspath(args.source) if args.source else None)
     except Exception as e:
         cells["tokenizer"] = f"FAIL: {e}"
     cells["vllm"] = check_vllm(args.mpq, path, args.vllm_python) if args.vllm_python else "not run"
