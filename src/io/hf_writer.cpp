@@ -2,6 +2,7 @@
 // quantization_config, model.safetensors, the tokenizer and a report.
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "format/channel_split.h"
 #include "io/compressed_tensors.h"
@@ -128,6 +129,7 @@ void write_hf_files(const Model& model, const ModelWriteOptions& options, Staged
   std::map<std::string, std::vector<std::string>> modules_by_format;
   nlohmann::json mpq_modules = nlohmann::json::object();
   std::vector<std::string> split_modules;  // channel-split: no compressed-tensors equivalent
+  std::map<std::string, std::pair<int64_t, int64_t>> shapes;  // module -> rows, cols
   for (int l = 0; l < c.n_layers; ++l) {
     const DecoderLayer& layer = model.layers[l];
     const std::string base = "model.layers." + std::to_string(l) + ".";
@@ -139,6 +141,7 @@ void write_hf_files(const Model& model, const ModelWriteOptions& options, Staged
     }
     for (const Linear& linear : layer.linear) {
       const int64_t rows = linear.weights->out_features(), cols = linear.weights->in_features();
+      shapes[linear.name] = {rows, cols};
       if (!linear.bias.empty()) add_f32(st, linear.name + ".bias", linear.bias, {rows});
       if (const auto split = linear.weights->channel_split()) {
         // Two modules "<m>.high" / "<m>.low" plus the high set's row indices (docs/FORMAT.md).
@@ -178,6 +181,7 @@ void write_hf_files(const Model& model, const ModelWriteOptions& options, Staged
       st.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
     }
     modules_by_format[quantized_head->traits().name].push_back("lm_head");
+    shapes["lm_head"] = {quantized_head->rows, quantized_head->cols};
     mpq_modules["lm_head"] = {{"format", quantized_head->traits().name}, {"quantizer", quantizer_of(report, "lm_head")}};
   }
   st.set_metadata("format", "pt");
@@ -188,31 +192,52 @@ void write_hf_files(const Model& model, const ModelWriteOptions& options, Staged
     nlohmann::json groups = nlohmann::json::object();
     nlohmann::json ignore = nlohmann::json::array();
     if (!quantized_head) ignore.push_back("lm_head");
-    // Channel-split modules have no compressed-tensors scheme: only mpq reads them.
-    for (const auto& m : split_modules) ignore.push_back(m);
-    std::string format_name;
-    int index = 0;
+    std::set<std::string> formats;     // the groups' formats
+    std::vector<std::string> foreign;  // modules compressed-tensors cannot express (partial groups)
+    bool fp4 = false;
+    auto add_group = [&](const std::string& format, const std::vector<std::string>& targets, nlohmann::json weights) {
+      groups["group_" + std::to_string(groups.size())] = {{"format", format},
+                                                         {"targets", targets},
+                                                         {"weights", std::move(weights)},
+                                                         {"input_activations", nullptr},
+                                                         {"output_activations", nullptr}};
+      formats.insert(format);
+    };
     for (const auto& [format, modules] : modules_by_format) {
       const WeightFormatId id = *weight_format_from_name(format);
       if (weight_format(id).value_kind == ValueKind::Half) {
         for (const auto& m : modules) ignore.push_back(m);
         continue;
       }
-      groups["group_" + std::to_string(index++)] = {{"targets", modules},
-                                                     {"weights", compressed_tensors_weight_args(id)},
-                                                     {"input_activations", nullptr},
-                                                     {"output_activations", nullptr}};
-      const std::string f = compressed_tensors_format(id);
-      format_name = format_name.empty() || format_name == f ? f : "mixed-precision";
+      std::vector<std::string> targets;
+      for (const auto& m : modules) {
+        const auto [rows, cols] = shapes.at(m);
+        (ct_expressible(id, rows, cols) ? targets : foreign).push_back(m);
+      }
+      if (targets.empty()) continue;
+      fp4 |= weight_format(id).value_kind == ValueKind::FP4_E2M1;
+      add_group(compressed_tensors_format(id), targets, compressed_tensors_weight_args(id));
     }
+    // mpq-native modules (channel splits, groups that do not divide a row) sit in config groups
+    // whose format is not a compressed-tensors format: transformers and vLLM then refuse the
+    // directory by name instead of loading those modules as random weights (docs/INTEROP.md).
+    if (!split_modules.empty()) add_group("mpq-channel-split", split_modules, nullptr);
+    if (!foreign.empty()) add_group("mpq-partial-groups", foreign, nullptr);
     config["quantization_config"] = {{"quant_method", "compressed-tensors"},
-                                     {"format", format_name.empty() ? "dense" : format_name},
+                                     {"format", formats.size() == 1 ? *formats.begin() : "mixed-precision"},
                                      {"quantization_status", "compressed"},
                                      {"config_groups", groups},
                                      {"ignore", ignore},
                                      {"kv_cache_scheme", nullptr},
+                                     {"global_compression_ratio", nullptr},
+                                     {"sparsity_config", nlohmann::json::object()},
+                                     {"transform_config", nlohmann::json::object()},
+                                     // The compressed-tensors release whose conventions this follows.
+                                     {"version", "0.20.1"},
                                      // mpq's own record: the exact format of every module.
-                                     {"mpq", {{"version", 1}, {"modules", mpq_modules}}}};
+                                     {"mpq", {{"version", 1}, {"layout", kCtLayout}, {"modules", mpq_modules}}}};
+    // transformers decompresses fp4 weights to bf16: a float32 model then fails to load them.
+    if (fp4) config["torch_dtype"] = config["dtype"] = "bfloat16";
   }
   write_text(staged.path("config.json"), config.dump(2) + "\n");
   if (model.tokenizer) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -56,33 +57,40 @@ class TensorReader {
 
   bool has(const std::string& name) const { return ck_.tensors.count(name) != 0; }
 
-  // A quantized module (compressed-tensors layout) of `format`, [rows, cols].
-  QuantizedMatrix read_quantized(const std::string& module, WeightFormatId format, int64_t rows, int64_t cols) const {
+  // A quantized module (compressed-tensors layout `layout`) of `format`, [rows, cols].
+  QuantizedMatrix read_quantized(const std::string& module, WeightFormatId format, int64_t rows, int64_t cols,
+                                 int layout) const {
     std::map<std::string, StoredTensor> fetched;
-    std::string where = ck_.path;
-    auto find = [&](const std::string& name) -> const StoredTensor* {
-      auto it = ck_.raw.find(name);
-      if (it == ck_.raw.end()) return nullptr;
-      used_.insert(name);
-      where = it->second.file;
-      const auto& raw = it->second;
-      auto& t = fetched[name];
-      t = {name, raw.dtype, raw.shape, std::vector<uint8_t>(raw.data, raw.data + raw.nbytes)};
-      return &t;
-    };
-    // Messages name the safetensors file once a tensor of the module was found in it.
-    const auto* any = ck_.raw.count(module + ".weight_scale") ? &ck_.raw.at(module + ".weight_scale") : nullptr;
-    if (any != nullptr) where = any->file;
-    QuantizedMatrix q = decode_module(module, format, rows, cols, find, where);
+    std::string where = file_of(module);
+    QuantizedMatrix q = decode_module(module, format, rows, cols, finder(fetched), where, layout);
     const std::string bad = first_non_finite(q);
     if (!bad.empty()) fail(where, "module '" + module + "' (" + q.traits().name + ") holds " + bad);
     return q;
   }
 
+  // A module another tool stored under a compressed-tensors scheme no table format matches,
+  // decoded to fp32 exactly as the library decompresses it.
+  std::vector<float> read_ct_f32(const std::string& module, const CtScheme& scheme, int64_t rows, int64_t cols) const {
+    std::map<std::string, StoredTensor> fetched;
+    return decode_ct_module_f32(module, scheme, rows, cols, finder(fetched), file_of(module));
+  }
+
+  // The table format that holds a module of another tool's checkpoint exactly, if any.
+  std::optional<WeightFormatId> ct_format(const std::string& module, const CtScheme& scheme) const {
+    std::map<std::string, StoredTensor> fetched;
+    return ct_table_format(scheme, [&](const std::string& name) -> const StoredTensor* {
+      auto it = ck_.raw.find(name);
+      if (it == ck_.raw.end()) return nullptr;
+      auto& t = fetched[name];
+      t = {name, it->second.dtype, it->second.shape, {}};
+      return &t;
+    }, module);
+  }
+
   // A channel-split module: "<m>.high_channels" (I32 [n_high], ascending) and the two sets stored
   // as modules "<m>.high" and "<m>.low" (a set without rows is not stored).
   ChannelSplit read_split(const std::string& module, WeightFormatId high, WeightFormatId low, int64_t n_high,
-                          int64_t rows, int64_t cols) const {
+                          int64_t rows, int64_t cols, int layout) const {
     ChannelSplit s;
     s.rows = rows;
     s.cols = cols;
@@ -100,8 +108,8 @@ class TensorReader {
     std::memcpy(s.high_rows.data(), raw.data, raw.nbytes);
     s.low_rows = complement_rows(s.high_rows, rows, raw.file + ": " + index_name);
     const int64_t n_low = rows - n_high;
-    s.high = n_high > 0 ? read_quantized(module + ".high", high, n_high, cols) : make_quantized_matrix(high, 0, 0);
-    s.low = n_low > 0 ? read_quantized(module + ".low", low, n_low, cols) : make_quantized_matrix(low, 0, 0);
+    s.high = n_high > 0 ? read_quantized(module + ".high", high, n_high, cols, layout) : make_quantized_matrix(high, 0, 0);
+    s.low = n_low > 0 ? read_quantized(module + ".low", low, n_low, cols, layout) : make_quantized_matrix(low, 0, 0);
     return s;
   }
 
@@ -148,6 +156,27 @@ class TensorReader {
   }
 
  private:
+  // Finds raw (safetensors) tensors by name, copying each into `fetched` and marking it used.
+  FindTensor finder(std::map<std::string, StoredTensor>& fetched) const {
+    return [this, &fetched](const std::string& name) -> const StoredTensor* {
+      auto it = ck_.raw.find(name);
+      if (it == ck_.raw.end()) return nullptr;
+      used_.insert(name);
+      const auto& raw = it->second;
+      auto& t = fetched[name];
+      t = {name, raw.dtype, raw.shape, std::vector<uint8_t>(raw.data, raw.data + raw.nbytes)};
+      return &t;
+    };
+  }
+  // The safetensors file that holds a module's tensors (for messages), else the checkpoint.
+  std::string file_of(const std::string& module) const {
+    for (const char* suffix : {".weight_scale", ".weight_packed", ".weight"}) {
+      auto it = ck_.raw.find(module + suffix);
+      if (it != ck_.raw.end()) return it->second.file;
+    }
+    return ck_.path;
+  }
+
   const Checkpoint& ck_;
   mutable std::set<std::string> used_;  // names read so far
 };
@@ -178,21 +207,33 @@ struct StoredModule {
   int64_t n_high = 0;                            // split: output channels in the high set
 };
 
-// The modules stored quantized by mpq (config.json: quantization_config.mpq.modules) and their
-// formats. A quantization_config without that record came from another tool: refused clearly.
-std::map<std::string, StoredModule> quantized_module_formats(const Checkpoint& ck, const std::string& path) {
-  std::map<std::string, StoredModule> out;
+// How the checkpoint's quantized modules are stored: mpq's own record
+// (quantization_config.mpq: every module's format, the layout), or the compressed-tensors config
+// of another tool (each module's scheme comes from the config groups).
+struct StoredModules {
+  int layout = 1;                                // mpq's layout (io/compressed_tensors.h)
+  std::map<std::string, StoredModule> modules;   // mpq's record: module -> format
+  std::optional<CtConfig> foreign;               // another tool's compressed-tensors config
+  bool any() const { return !modules.empty() || foreign.has_value(); }
+};
+
+StoredModules quantized_module_formats(const Checkpoint& ck, const std::string& path) {
+  StoredModules stored;
+  std::map<std::string, StoredModule>& out = stored.modules;
   auto qc = ck.config.find("quantization_config");
-  if (qc == ck.config.end() || qc->is_null()) return out;
+  if (qc == ck.config.end() || qc->is_null()) return stored;
   const std::string where = path + "/config.json";
   const nlohmann::json* modules = nullptr;
   if (qc->is_object() && qc->contains("mpq") && (*qc)["mpq"].is_object() && (*qc)["mpq"].contains("modules")) {
     modules = &(*qc)["mpq"]["modules"];
+    stored.layout = (*qc)["mpq"].value("layout", 1);
+    check(stored.layout == 1 || stored.layout == kCtLayout, where, "unknown mpq layout " + std::to_string(stored.layout));
   }
-  if (modules == nullptr || !modules->is_object()) {
-    fail(where, "quantization_config has no mpq module list: only quantized models written by mpq "
-                "can be loaded so far");
+  if (modules == nullptr) {
+    stored.foreign.emplace(*qc, where);
+    return stored;
   }
+  if (!modules->is_object()) fail(where, "quantization_config.mpq.modules is not an object");
   for (const auto& [module, entry] : modules->items()) {
     if (!entry.is_object() || !entry.contains("format") || !entry["format"].is_string()) {
       fail(where, "quantization_config.mpq.modules['" + module + "'] has no format");
@@ -216,7 +257,7 @@ std::map<std::string, StoredModule> quantized_module_formats(const Checkpoint& c
     }
     out[module] = m;
   }
-  return out;
+  return stored;
 }
 
 }  // namespace
@@ -290,13 +331,35 @@ Model load_model(const std::string& path, const LoadOptions& options) {
             [](const SourceTensorInfo& a, const SourceTensorInfo& b) { return natural_less(a.name, b.name); });
   TensorReader reader(ck);
 
-  std::map<std::string, StoredModule> quantized_modules = quantized_module_formats(ck, path);
-  // A quantized output head (mpq quantize --head-format). When it is tied, the file holds no
-  // separate embedding: the head's decoded rows are the embedding.
-  const auto head_module = quantized_modules.find("lm_head");
-  const bool quantized_head = head_module != quantized_modules.end();
+  StoredModules stored = quantized_module_formats(ck, path);
+  std::map<std::string, StoredModule>& quantized_modules = stored.modules;
+  // A module stored quantized (mpq's record, or another tool's compressed-tensors scheme):
+  // its weights, or null when the module is stored as a plain tensor.
+  auto stored_weights = [&](const std::string& name, int64_t rows, int64_t cols) -> std::unique_ptr<LinearWeights> {
+    if (auto it = quantized_modules.find(name); it != quantized_modules.end()) {
+      const StoredModule m = it->second;
+      quantized_modules.erase(it);
+      if (m.split) {
+        return make_split_weights(reader.read_split(name, m.high_format, m.format, m.n_high, rows, cols, stored.layout),
+                                  options.runtime);
+      }
+      return make_quantized_weights(reader.read_quantized(name, m.format, rows, cols, stored.layout), options.runtime);
+    }
+    if (!stored.foreign) return nullptr;
+    const std::optional<CtScheme> scheme = stored.foreign->scheme_of(name);
+    if (!scheme) return nullptr;
+    if (const auto format = reader.ct_format(name, *scheme)) {
+      return make_quantized_weights(reader.read_quantized(name, *format, rows, cols, kCtLayout), options.runtime);
+    }
+    return make_dense_f32_weights(std::make_shared<const std::vector<float>>(reader.read_ct_f32(name, *scheme, rows, cols)),
+                                  rows, cols);
+  };
+  // A quantized output head (mpq quantize --head-format, or another tool's). When it is tied, the
+  // file holds no separate embedding: the head's decoded rows are the embedding.
+  const bool quantized_head = quantized_modules.count("lm_head") > 0 ||
+                              (stored.foreign && stored.foreign->scheme_of("lm_head").has_value());
   model.kv_cache_type = options.runtime.kv_cache.value_or(
-      options.runtime.packed && !quantized_modules.empty() ? KvCacheType::F16 : KvCacheType::F32);
+      options.runtime.packed && stored.any() ? KvCacheType::F16 : KvCacheType::F32);
   if (!(quantized_head && c.tied_embeddings) || reader.has("model.embed_tokens.weight")) {
     model.embedding = std::make_shared<const std::vector<float>>(
         reader.read("model.embed_tokens.weight", {c.vocab_size, c.dim}));
@@ -350,18 +413,9 @@ Model load_model(const std::string& path, const LoadOptions& options) {
       if (c.is_moe() && kind >= static_cast<int>(LinearKind::Gate)) break;  // the experts above
       Linear& linear = layer.linear[kind];
       linear.name = base + prefixes[kind] + linear_kind_name(static_cast<LinearKind>(kind));
-      if (auto it = quantized_modules.find(linear.name); it != quantized_modules.end()) {
-        // Stored by mpq in a quantized format: already in rotate-half order.
-        const StoredModule& m = it->second;
-        if (m.split) {
-          linear.weights = make_split_weights(
-              reader.read_split(linear.name, m.high_format, m.format, m.n_high, out_dims[kind], in_dims[kind]),
-              options.runtime);
-        } else {
-          linear.weights = make_quantized_weights(
-              reader.read_quantized(linear.name, m.format, out_dims[kind], in_dims[kind]), options.runtime);
-        }
-        quantized_modules.erase(it);
+      if (auto weights = stored_weights(linear.name, out_dims[kind], in_dims[kind])) {
+        // Stored quantized by mpq or another tool (Hugging Face layout: already rotate-half).
+        linear.weights = std::move(weights);
         read_bias(linear, kind);
         continue;
       }
@@ -381,11 +435,10 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   }
   model.lm_head.name = "lm_head";
   if (quantized_head) {
-    const StoredModule& m = head_module->second;
-    if (m.split) fail(path, "a channel-split output head is not supported");
-    model.lm_head.weights = make_quantized_weights(
-        reader.read_quantized("lm_head", m.format, c.vocab_size, c.dim), options.runtime);
-    quantized_modules.erase(head_module);
+    if (quantized_modules.count("lm_head") && quantized_modules.at("lm_head").split) {
+      fail(path, "a channel-split output head is not supported");
+    }
+    model.lm_head.weights = stored_weights("lm_head", c.vocab_size, c.dim);
   } else if (c.tied_embeddings && !reader.has("lm_head.weight")) {
     model.lm_head.weights = make_dense_f32_weights(model.embedding, c.vocab_size, c.dim);
   } else {
