@@ -66,7 +66,7 @@ TEST(BadInput, ADirectoryWhereAFileIsExpected) {
   fs::create_directories(dir);
   expect_one_line_error(run_mpq("ppl " + q(kGguf) + " --text " + q(dir), tmp), dir, "is a directory");
   expect_one_line_error(
-      run_mpq("quantize " + q(kGguf) + " --scheme int4_g32:gptq --calib " + q(dir) + " --out " + q(tmp.file("o")), tmp),
+      run_mpq("quantize " + q(kGguf) + " --scheme int4_g32:gptq --target mpq --calib " + q(dir) + " --out " + q(tmp.file("o")), tmp),
       dir, "is a directory");
   expect_one_line_error(run_mpq("tokenize " + q(kGguf) + " --file " + q(dir), tmp), dir, "is a directory");
 }
@@ -188,7 +188,7 @@ TEST(BadInput, GgufMetadataThatContradictsTheTensorsIsRefused) {
 TEST(BadInput, ACalibrationThatCannotFitIsRefusedBeforeItStarts) {
   SKIP_WITHOUT_DATA();
   TempDir tmp;
-  const auto r = run_mpq("quantize " + q(kGguf) + " --scheme int4_g32:gptq --calib " + q(kTiny) +
+  const auto r = run_mpq("quantize " + q(kGguf) + " --scheme int4_g32:gptq --target mpq --calib " + q(kTiny) +
                              " --calib-samples 1000000000 --calib-len 64 --out " + q(tmp.file("o")),
                          tmp);
   expect_one_line_error(r, "calibration", "available");

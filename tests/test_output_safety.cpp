@@ -90,7 +90,7 @@ TEST(OutputSafety, AnEarlierOutputIsReplacedAndTheUsersFilesInItStay) {
   const std::string out = tmp.file("q");
   ASSERT_EQ(run_mpq(quantize_args(kGguf, out), tmp).status, 0);
   write(out + "/README.md", "added by the user");
-  const auto r = run_mpq("quantize '" + kGguf + "' --scheme int4_g32 --out '" + out + "'", tmp);
+  const auto r = run_mpq("quantize '" + kGguf + "' --scheme int4_g32 --target mpq --out '" + out + "'", tmp);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(slurp(out + "/README.md"), "added by the user");
   const auto config = nlohmann::json::parse(slurp(out + "/config.json"));

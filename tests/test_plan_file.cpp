@@ -303,7 +303,7 @@ TEST(PlanCli, WritesAPlanFromASensitivityFileAndRefusesBadArguments) {
   EXPECT_EQ(p.tensors.at(module_name(2, 6)).format, WeightFormatId::Int8_Channel);
   EXPECT_EQ(p.sensitivity["path"], s);
 
-  r = test::run_mpq("plan '" + s + "' --method channels --size 340kB --out '" + out + "'", tmp);
+  r = test::run_mpq("plan '" + s + "' --method channels --target mpq --size 340kB --out '" + out + "'", tmp);
   ASSERT_EQ(r.status, 0) << r.err;
   p = read_plan(out);
   EXPECT_LE(p.total_bits, 340000u * 8);

@@ -17,7 +17,7 @@ struct AutoArgs {
   ModelArgs model;
   double bits = std::numeric_limits<double>::quiet_NaN();
   std::string size;
-  std::string target = "mpq";
+  std::string target = "compressed-tensors";
   std::string methods;
   std::string analyze = "fisher,output,channels";
   std::string formats;
@@ -95,7 +95,7 @@ Registrar auto_cmd{{"auto", "analyze, plan, quantize and evaluate candidates at 
                                        ->check(positive_number());
                       auto* size = app.add_option("--size", args->size, "budget: total bytes of the Linear weights");
                       bits->excludes(size);
-                      app.add_option("--target", args->target, "engine the result must run in: mpq (default)");
+                      app.add_option("--target", args->target, "engines the result must run in: compressed-tensors (default), transformers, vllm-cpu, mpq, or a comma list");
                       app.add_option("--methods", args->methods,
                                      "candidates: comma list of knapsack, channels, tiers, rule, bqp, uniform (default: all)");
                       app.add_option("--analyze", args->analyze,

@@ -26,6 +26,7 @@ struct PlanArgs {
   bool fused_same = false;
   std::string cost = "fisher";
   std::string quantizer = "rtn";
+  std::string target = "compressed-tensors";
   std::string out;
   bool force = false;
   bool json = false;
@@ -47,6 +48,7 @@ PlanRequest request_from(const PlanArgs& args) {
   req.fused_same = args.fused_same;
   req.cost = args.cost;
   req.quantizer = parse_scheme("int4_g128:" + args.quantizer, "--quantizer").quantizer;
+  req.target = parse_target(args.target);
   return req;
 }
 
@@ -83,6 +85,9 @@ void add_plan_options(CLI::App& app, PlanArgs& args) {
   app.add_flag("--fused-same", args.fused_same, "q/k/v and gate/up of a layer share a format");
   app.add_option("--cost", args.cost, "fisher, output, kld, or shapley (bqp; default fisher)");
   app.add_option("--quantizer", args.quantizer, "quantizer of every tensor (default rtn)");
+  app.add_option("--target", args.target,
+                 "engines the plan must run in: compressed-tensors (default), transformers, vllm-cpu, mpq (channel "
+                 "splits, partial groups), or a comma list");
   add_force_flag(app, args.force);
 }
 

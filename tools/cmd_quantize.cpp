@@ -22,6 +22,7 @@ struct QuantizeArgs {
   double damp = 0.01;
   std::string embedding_dtype = "f32";
   std::string head_format;  // empty: the output head keeps its precision
+  std::string target;       // --target (uniform schemes; a plan records its own)
   std::string out;
   bool force = false;
   bool json = false;
@@ -47,6 +48,7 @@ int run_quantize(const QuantizeArgs& args) {
   std::optional<Plan> plan;
   std::optional<Scheme> scheme;
   if (!args.plan_path.empty()) {
+    if (!args.target.empty()) fail("--target", "a plan records the target it was made for (mpq plan --target)");
     plan = read_plan(args.plan_path);
     if (head) plan->head = head;
   } else {
@@ -58,7 +60,13 @@ int run_quantize(const QuantizeArgs& args) {
   options.gptq_damp = args.damp;
 
   Model model = load_model_from_args(args.model);
-  if (scheme) plan = uniform_plan(model, *scheme, head);
+  if (scheme) {
+    plan = uniform_plan(model, *scheme, head, parse_target(args.target.empty() ? "compressed-tensors" : args.target));
+    for (const auto& [change, count] : plan->solver["fallbacks"].items()) {
+      std::fprintf(stderr, "mpq: note: %s for %d tensors (the target %s needs it)\n", change.c_str(), count.get<int>(),
+                   plan->target.c_str());
+    }
+  }
   check_model_output(model, args.out, write);
   const QuantizeReport report = quantize(model, *plan, options);
   write.report = quantize_report_json(model, *plan, options, report);
@@ -92,6 +100,10 @@ Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with on
                           app.add_option("--head-format", args->head_format,
                                          "quantize the output head too (RTN), e.g. int8_channel or bf16; a tied "
                                          "head stays tied and also serves as the embedding (default: keep it)");
+                          app.add_option("--target", args->target,
+                                         "engines the result must run in (--scheme): compressed-tensors (default), "
+                                         "transformers, vllm-cpu, mpq, or a comma list; a format a tensor cannot take "
+                                         "falls back to the same kind with smaller groups, said on stderr");
                           app.add_option("--out", args->out, "output directory")->required();
                           app.add_flag("--force", args->force,
                                        "write into an existing directory mpq did not write (only mpq's own files "

@@ -13,6 +13,7 @@
 #include "mpq/error.h"
 #include "mpq/eval.h"
 #include "plan/planner.h"
+#include "plan/target.h"
 #include "quant/quantize.h"
 
 namespace mpq {
@@ -97,11 +98,23 @@ uint64_t uniform_bits(const SensitivityInput& in, WeightFormatId format, uint64_
   return bits;
 }
 
+// True when the target runs `format` on every tensor of the file.
+bool accepted_everywhere(const SensitivityInput& in, const Target& target, WeightFormatId format) {
+  return std::all_of(in.tensors.begin(), in.tensors.end(),
+                     [&](const auto& t) { return target.accepts(format, t.rows, t.cols); });
+}
+
+double mean_bits(const SensitivityInput& in, WeightFormatId format) {
+  uint64_t weights = 0;
+  const uint64_t bits = uniform_bits(in, format, &weights);
+  return weights ? static_cast<double>(bits) / static_cast<double>(weights) : 0;
+}
+
 // The uniform schemes that fit the budget: the three with the most bits (the closest in size).
-std::vector<WeightFormatId> uniform_formats(const SensitivityInput& in, const PlanBudget& budget) {
+std::vector<WeightFormatId> uniform_formats(const SensitivityInput& in, const PlanBudget& budget, const Target& target) {
   std::vector<std::pair<uint64_t, WeightFormatId>> fitting;
   for (const WeightFormatTraits& f : weight_formats()) {
-    if (f.value_kind == ValueKind::Half) continue;
+    if (f.value_kind == ValueKind::Half || !accepted_everywhere(in, target, f.id)) continue;
     uint64_t weights = 0;
     const uint64_t bits = uniform_bits(in, f.id, &weights);
     if (bits <= budget.cap_bits(weights)) fitting.emplace_back(bits, f.id);
@@ -120,8 +133,35 @@ double budget_bits(const SensitivityInput& in, const PlanBudget& budget) {
   return weights ? 8.0 * static_cast<double>(budget.bytes) / static_cast<double>(weights) : 0;
 }
 
+// Formats for the methods that place formats by rank (tiers, rule, bqp), from what the target runs
+// on every tensor: `low` < `mid` <= the budget's bits < `high`, where high is an 8-bit format when
+// the target runs one (else bf16: the kept weights), and the mission's bf16 / 8-bit / 4-bit tiers
+// near 8 bits. Empty when the target leaves no such choice.
+struct RankFormats {
+  std::optional<WeightFormatId> high, mid, low;
+};
+RankFormats rank_formats(const SensitivityInput& in, const Target& target, double budget_bits) {
+  RankFormats r;
+  std::vector<std::pair<double, WeightFormatId>> by_bits;
+  for (const WeightFormatTraits& f : weight_formats()) {
+    if (f.value_kind == ValueKind::Half || !accepted_everywhere(in, target, f.id)) continue;
+    if (std::find(in.formats.begin(), in.formats.end(), f.name) == in.formats.end()) continue;  // no measured costs
+    by_bits.emplace_back(mean_bits(in, f.id), f.id);
+  }
+  std::stable_sort(by_bits.begin(), by_bits.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [bits, f] : by_bits) {
+    if (bits <= budget_bits && !r.mid) r.mid = f;
+    else if (r.mid && bits < mean_bits(in, *r.mid) && !r.low) r.low = f;
+  }
+  for (const auto& [bits, f] : by_bits) {
+    if (bits > budget_bits && bits <= 9 && weight_format(f).bits == 8) r.high = f;
+  }
+  if (!r.high || budget_bits >= 7) r.high = WeightFormatId::BF16;
+  return r;
+}
+
 std::vector<Candidate> make_candidates(const SensitivityInput& in, const AutoOptions& o, const std::vector<std::string>& methods,
-                                       const std::string& cost) {
+                                       const std::string& cost, const Target& target) {
   std::vector<Candidate> out;
   auto planned = [&](const std::string& name, const std::string& method, const std::string& plan_cost,
                      std::vector<WeightFormatId> formats) {
@@ -131,6 +171,7 @@ std::vector<Candidate> make_candidates(const SensitivityInput& in, const AutoOpt
     if (!plan_cost.empty()) req.cost = plan_cost;
     req.formats = std::move(formats);
     req.quantizer = o.quantizer;
+    req.target = target;
     set_budget(req, o.budget);
     try {
       c.plan = make_plan(in, req);
@@ -141,25 +182,34 @@ std::vector<Candidate> make_candidates(const SensitivityInput& in, const AutoOpt
     out.push_back(std::move(c));
   };
   const double bits = budget_bits(in, o.budget);
+  const RankFormats rank = rank_formats(in, target, bits);
+  auto skipped = [&](const std::string& name, const std::string& why) {
+    out.push_back({name, "plan", name, "", "", std::nullopt, why});
+  };
   for (const std::string& m : methods) {
     if (m == "knapsack") {
       planned("knapsack-" + cost, "knapsack", cost, {});
     } else if (m == "channels") {
-      planned("channels", "channels", "", {});
+      if (target.allows_channel_split()) planned("channels", "channels", "", {});
     } else if (m == "tiers") {
       // The mission's 16/8/4-bit tiers near 8 bits; below that the same idea one level down.
-      if (bits >= 7) {
+      if (bits >= 7 && accepted_everywhere(in, target, WeightFormatId::FP8_E4M3_Channel) &&
+          accepted_everywhere(in, target, WeightFormatId::NVFP4)) {
         planned("tiers-" + cost, "tiers", cost, {WeightFormatId::BF16, WeightFormatId::FP8_E4M3_Channel, WeightFormatId::NVFP4});
+      } else if (rank.high && rank.mid && rank.low) {
+        planned("tiers-" + cost, "tiers", cost, {*rank.high, *rank.mid, *rank.low});
       } else {
-        planned("tiers-" + cost, "tiers", cost, {WeightFormatId::Int8_Channel, WeightFormatId::Int4_G64, WeightFormatId::Int3_G64});
+        skipped("tiers-" + cost, "the target runs too few formats for three tiers");
       }
     } else if (m == "rule") {
-      planned("rule", "rule", "", {});
+      if (rank.high && rank.mid) planned("rule", "rule", "", {*rank.mid, *rank.high});
+      else skipped("rule", "the target runs too few formats for the rule");
     } else if (m == "bqp") {
       if (in.shapley.is_object()) planned("bqp-shapley", "bqp", "shapley", {});
-      else planned("bqp-" + cost, "bqp", cost, {});
+      else if (rank.high && rank.mid) planned("bqp-" + cost, "bqp", cost, {*rank.high, *rank.mid});
+      else skipped("bqp-" + cost, "the target runs too few formats for bqp");
     } else if (m == "uniform") {
-      for (WeightFormatId f : uniform_formats(in, o.budget)) {
+      for (WeightFormatId f : uniform_formats(in, o.budget, target)) {
         Scheme s{f, o.quantizer};
         out.push_back({std::string("uniform-") + weight_format(f).name, "uniform", "uniform", "", s.name(), std::nullopt, ""});
       }
@@ -202,7 +252,7 @@ std::vector<std::string> default_auto_methods() { return {"knapsack", "channels"
 
 AutoResult run_auto(const std::string& model_path, const LoadOptions& load, const AutoOptions& o, const std::string& out) {
   check(o.budget.bits_per_weight > 0 || o.budget.bytes > 0, "--bits/--size", "give a budget");
-  check(o.target == "mpq", "--target", "unknown target '" + o.target + "' (valid: mpq)");
+  const Target target = parse_target(o.target);
   check(!o.eval_text.empty(), "--eval-text", "no evaluation text given and the default is missing");
   check(o.eval_chunks > 0 && o.eval_ctx >= 2, "--eval-chunks", "need at least one chunk of at least 2 tokens");
   OutputRules rules = o.rules;
@@ -234,7 +284,7 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
                                    {"arch", model.config.arch},
                                    {"parameters", model.parameter_count()},
                                    {"identity", sensitivity_model_identity(model, model_path)}}},
-                        {"target", o.target},
+                        {"target", target.name()},
                         {"calibration", calibration_json(o.analysis.calibration)},
                         {"evaluation", {{"text", o.eval_text}, {"protocol", "llamacpp"}, {"ctx", o.eval_ctx},
                                         {"chunks", o.eval_chunks}}},
@@ -305,7 +355,7 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
 
   // ---- 3/4. candidates: plan, quantize, write, evaluate
   const std::string cost = best_cost(o.analysis.options.methods);
-  std::vector<Candidate> candidates = make_candidates(input, o, methods, cost);
+  std::vector<Candidate> candidates = make_candidates(input, o, methods, cost, target);
   Progress& work = progress;
   work.add_steps(2 * static_cast<int>(candidates.size()));
   QuantizeOptions qopt = o.quantize;
@@ -330,7 +380,7 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
       try {
         const auto t0 = std::chrono::steady_clock::now();
         Model fresh = load_model(model_path, load);
-        Plan plan = c.plan ? *c.plan : uniform_plan(fresh, parse_scheme(c.scheme), o.head);
+        Plan plan = c.plan ? *c.plan : uniform_plan(fresh, parse_scheme(c.scheme), o.head, target);
         write_plan(plan, plan_path.string());
         plan = read_plan(plan_path.string());  // what the file says is what runs
         const QuantizeReport report = quantize(fresh, plan, qopt);

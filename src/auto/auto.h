@@ -33,7 +33,7 @@ namespace mpq {
 
 struct AutoOptions {
   PlanBudget budget;                  // average bits per quantized Linear weight, or bytes
-  std::string target = "mpq";         // the engine the result must run in (mpq: any format)
+  std::string target = "compressed-tensors";  // the engines the result must run in (plan/target.h)
   std::vector<std::string> methods;   // candidate kinds among knapsack, channels, tiers, rule, bqp,
                                       // uniform (empty: all that apply)
   AnalysisRequest analysis;           // sensitivity methods, formats and calibration

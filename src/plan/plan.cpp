@@ -1,5 +1,6 @@
 #include "plan/plan.h"
 #include "io/read_file.h"
+#include "plan/target.h"
 
 #include "format/channel_split.h"
 #include "io/output.h"
@@ -83,6 +84,7 @@ nlohmann::json plan_to_json(const Plan& plan) {
   }
   j["tensors"] = tensors;
   j["unquantized"] = plan.unquantized;
+  j["target"] = plan.target;
   if (plan.head) {
     j["head"] = {{"format", weight_format(plan.head->format).name}, {"quantizer", quantizer_name(plan.head->quantizer)}};
   }
@@ -97,7 +99,8 @@ Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
   // A key mpq does not know is refused, never skipped: it may change what the plan means.
   static const std::set<std::string> kKeys = {"format", "version", "method", "cost", "budget", "bits_per_weight",
                                               "total_bits", "total_bytes", "weights", "predicted_objective",
-                                              "solver", "sensitivity", "tensors", "unquantized", "head"};
+                                              "solver", "sensitivity", "tensors", "unquantized", "head",
+                                              "target"};
   for (const auto& [key, value] : j.items()) {
     check(kKeys.count(key) > 0, where, "unknown key \"" + key + "\" (not an mpq plan key)");
   }
@@ -155,6 +158,10 @@ Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
         check(n.is_string(), where, "\"unquantized\" must be an array of names");
         p.unquantized.push_back(n.get<std::string>());
       }
+    }
+    if (j.contains("target")) {
+      check(j["target"].is_string(), where, "\"target\" must be a string");
+      p.target = parse_target(j["target"].get<std::string>(), where).name();
     }
     if (j.contains("head")) {
       const auto& h = j["head"];

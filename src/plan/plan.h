@@ -51,6 +51,9 @@ struct Plan {
   // The output head ("lm_head"), quantized into this scheme when set (a tied head stays tied and
   // also serves as the embedding); kept as it is otherwise. Outside the Linear budget above.
   std::optional<Scheme> head;
+  // The engines the plan was made for (plan/target.h); quantize refuses a tensor whose format the
+  // target does not accept. "mpq" for plans written before targets existed.
+  std::string target = "mpq";
   std::string path;                                       // file it was read from ("" if built in memory)
 };
 

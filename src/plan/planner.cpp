@@ -162,6 +162,10 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
   check(!(req.bits && req.bytes), "--bits/--size", "give one budget, not both");
   if (req.bits) check(*req.bits > 0, "--bits", "must be positive");
   check(!(req.fused_same && m == "channels"), "--fused-same", "does not apply to the channels method");
+  check(m != "channels" || req.target.allows_channel_split(), "--method",
+        "channels plans (MixLLM channel splits) run only in mpq, not in " + req.target.name() + ": use --target mpq");
+  // vLLM fuses q/k/v and gate/up: one format each.
+  const bool fused_same = req.fused_same || req.target.needs_fused_same();
 
   // Formats per method.
   std::vector<WeightFormatId> formats = req.formats;
@@ -222,7 +226,7 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
     for (size_t t = 0; t < nt; ++t) {
       if (unq[t]) continue;
       const int fc = fused_class(in.tensors[t].kind);
-      if (req.fused_same && fc >= 0) {
+      if (fused_same && fc >= 0) {
         auto key = std::make_pair(in.tensors[t].layer, fc);
         auto it = fused.find(key);
         if (it != fused.end()) { units[it->second].push_back(t); continue; }
@@ -257,6 +261,7 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
   else fail("--bits/--size", "method " + m + " needs a budget (--bits B or --size BYTES)");
   const uint64_t cap = plan.budget.cap_bits(weights);
   plan.sensitivity = {{"path", in.path}, {"sha256", in.sha256}, {"model", in.model}};
+  plan.target = req.target.name();
 
   std::vector<std::optional<WeightFormatId>> chosen(nt);
   uint64_t fixed_bits = 0;
@@ -270,6 +275,22 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
       if (m != "rule" && m != "channels") fixed_cost += cost_of(t, *unit_pin[u]);
     }
   }
+  // Whether the target runs format f on every tensor of unit u (why not, when it does not).
+  auto unit_accepts = [&](size_t u, WeightFormatId f, std::string* why) {
+    for (size_t t : units[u]) {
+      if (!req.target.accepts(f, in.tensors[t].rows, in.tensors[t].cols, why)) {
+        if (why != nullptr) *why = in.tensors[t].name + ": " + *why;
+        return false;
+      }
+    }
+    return true;
+  };
+  for (size_t u = 0; u < units.size(); ++u) {
+    std::string why;
+    if (unit_pin[u] && !unit_accepts(u, *unit_pin[u], &why)) {
+      fail("--pin", std::string("pinned format ") + fname(*unit_pin[u]) + " is not accepted by the target (" + why + ")");
+    }
+  }
   auto pinned_over = [&] {
     fail("--pin", "the pinned tensors alone take " + std::to_string(fixed_bits) + " bits, over the budget of " +
                       std::to_string(cap) + " bits (" + plan.budget.describe() + ")");
@@ -277,16 +298,25 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
   if (fixed_bits > cap) pinned_over();
   const uint64_t free_cap = cap - fixed_bits;
 
+  // Knapsack offers each unit the formats its target accepts; the methods that place formats by
+  // rank (tiers, bqp, rule) need every format on every tensor.
   auto make_items = [&](const std::vector<WeightFormatId>& fs) {
     std::vector<PlanItem> items;
     for (size_t u : free_units) {
       PlanItem it;
       it.name = in.tensors[units[u][0]].name;
+      std::string why;
       for (WeightFormatId f : fs) {
+        if (!unit_accepts(u, f, &why)) {
+          check(m == "knapsack", "--target", std::string("format ") + fname(f) + " is not accepted by the target (" + why +
+                                                 "): choose --formats every tensor can take");
+          continue;
+        }
         PlanOption o{f, 0, 0};
         for (size_t t : units[u]) o.bits += bits_of(t, f), o.cost += cost_of(t, f);
         it.options.push_back(o);
       }
+      check(!it.options.empty(), "--target", "tensor " + it.name + " can take none of the candidate formats (" + why + ")");
       items.push_back(std::move(it));
     }
     return items;
@@ -296,6 +326,15 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
       for (size_t t : units[free_units[k]]) chosen[t] = items[k].options[choice[k]].format;
   };
 
+  if (m == "bqp" || m == "rule" || m == "channels") {
+    for (size_t u : free_units) {
+      for (WeightFormatId f : formats) {
+        std::string why;
+        check(unit_accepts(u, f, &why), "--target", std::string("format ") + fname(f) + " is not accepted by the target (" + why +
+                                                        "): choose --formats every tensor can take");
+      }
+    }
+  }
   double objective = fixed_cost;
   std::map<size_t, std::vector<int64_t>> split;  // tensor -> high channels (channels method)
   if (m == "knapsack") {

@@ -13,6 +13,7 @@
 
 #include "plan/plan.h"
 #include "plan/solvers.h"
+#include "plan/target.h"
 
 namespace mpq {
 
@@ -58,6 +59,8 @@ struct PlanRequest {
   std::string cost = "fisher";         // fisher, output, kld, or (bqp only) shapley: the Shapley
                                        // fit's linear and pairwise terms over layer players
   Quantizer quantizer = Quantizer::Rtn;  // for every tensor not pinned with a quantizer
+  Target target{{Engine::Mpq}};        // the engines the plan must run in (plan/target.h): a tensor
+                                       // is only offered the formats they accept for its shape
   int64_t knapsack_cells = 1 << 17;    // DP grid size limit
 };
 

@@ -1,6 +1,7 @@
 #include "quant/quantize.h"
 
 #include <algorithm>
+#include <map>
 
 #include "calib/sensitivity_file.h"
 #include "mpq/error.h"
@@ -15,21 +16,32 @@ std::vector<PlanTensorShape> plan_tensor_shapes(const Model& model) {
   return shapes;
 }
 
-Plan uniform_plan(const Model& model, const Scheme& scheme, std::optional<Scheme> head) {
+Plan uniform_plan(const Model& model, const Scheme& scheme, std::optional<Scheme> head, const Target& target) {
   Plan plan;
   plan.method = "uniform";
   plan.cost = "none";
-  PlanEntry entry;
-  entry.format = scheme.format;
-  entry.quantizer = scheme.quantizer;
+  plan.target = target.name();
+  std::map<std::string, int> fallbacks;
   for (const PlanTensorShape& t : plan_tensor_shapes(model)) {
+    PlanEntry entry;
+    entry.quantizer = scheme.quantizer;
+    std::string why;
+    if (target.accepts(scheme.format, t.rows, t.cols, &why)) {
+      entry.format = scheme.format;
+    } else if (const auto f = fallback_format(scheme.format, t.rows, t.cols, target)) {
+      entry.format = *f;
+      ++fallbacks[std::string(weight_format(scheme.format).name) + " -> " + weight_format(*f).name];
+    } else {
+      fail(t.name, "the target " + target.name() + " cannot run " + scheme.name() + " here (" + why +
+                       ") and has no fallback format of that kind");
+    }
     plan.tensors[t.name] = entry;
-    plan.total_bits += storage_bits(scheme.format, t.rows, t.cols);
+    plan.total_bits += storage_bits(entry.format, t.rows, t.cols);
     plan.weights += static_cast<uint64_t>(t.rows) * static_cast<uint64_t>(t.cols);
   }
   plan.bits_per_weight = plan.weights ? static_cast<double>(plan.total_bits) / static_cast<double>(plan.weights) : 0;
   plan.budget.bytes = std::max<uint64_t>(1, (plan.total_bits + 7) / 8);
-  plan.solver = {{"scheme", scheme.name()}};
+  plan.solver = {{"scheme", scheme.name()}, {"fallbacks", fallbacks}};
   plan.head = head;
   return plan;
 }
@@ -47,7 +59,20 @@ QuantizeReport quantize(Model& model, const Plan& plan, const QuantizeOptions& o
   if (plan.sensitivity.is_object() && plan.sensitivity.contains("model")) {
     check_plan_model(plan, sensitivity_model_identity(model, model.source_path));
   }
-  validate_plan(plan, plan_tensor_shapes(model));
+  const std::vector<PlanTensorShape> shapes = plan_tensor_shapes(model);
+  validate_plan(plan, shapes);
+  const Target target = parse_target(plan.target, where + ": target");
+  for (const PlanTensorShape& t : shapes) {
+    auto it = plan.tensors.find(t.name);
+    if (it == plan.tensors.end()) continue;
+    std::string why;
+    if (it->second.split) {
+      check(target.allows_channel_split(), where, "tensor '" + t.name + "' is channel-split, which target " +
+                                                      target.name() + " cannot run");
+    } else if (!target.accepts(it->second.format, t.rows, t.cols, &why)) {
+      fail(where, "tensor '" + t.name + "': " + why);
+    }
+  }
   if (plan.head && plan.head->quantizer != Quantizer::Rtn) {
     fail(where, std::string("the output head is quantized with rtn only (its inputs would need the whole model "
                             "run to calibrate), not ") + quantizer_name(plan.head->quantizer));

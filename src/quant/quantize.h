@@ -5,13 +5,19 @@
 #include <nlohmann/json.hpp>
 
 #include "plan/plan.h"
+#include "plan/target.h"
 #include "quant/quantize_model.h"
 
 namespace mpq {
 
-// Every decoder Linear tensor of `model` in `scheme` (budget: exactly the scheme's bits), the
-// output head in `head` when given.
-Plan uniform_plan(const Model& model, const Scheme& scheme, std::optional<Scheme> head = std::nullopt);
+// Every decoder Linear tensor of `model` in `scheme` (budget: exactly the plan's bits), the output
+// head in `head` when given. A tensor the target does not accept in that format takes the same
+// kind of format with the largest group the target accepts (plan/target.h fallback_format; e.g.
+// int4_g128 -> int4_g64 on rows of 576 for compressed-tensors), recorded in
+// plan.solver["fallbacks"] ("int4_g128 -> int4_g64": count); a tensor with no such format is
+// refused, naming it.
+Plan uniform_plan(const Model& model, const Scheme& scheme, std::optional<Scheme> head = std::nullopt,
+                  const Target& target = Target{{Engine::Mpq}});
 
 // The plan's tensor shapes check: every Linear tensor of the model as the plan validator sees it.
 std::vector<PlanTensorShape> plan_tensor_shapes(const Model& model);
