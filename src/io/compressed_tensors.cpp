@@ -10,12 +10,22 @@ namespace {
 
 enum class Family { Half, IntPacked, Int8, Fp8, Fp4Packed };
 
+// ggml block formats have no compressed-tensors form: refused with one line naming the format
+// (a GGUF writer stores them).
+void require_compressed_tensors_form(const WeightFormatTraits& f, const std::string& where) {
+  if (is_ggml_format(f)) {
+    fail(where, std::string("weight format ") + f.name +
+                    " is a ggml block type with no compressed-tensors form: write it as GGUF");
+  }
+}
+
 Family family_of(const WeightFormatTraits& f) {
   switch (f.value_kind) {
     case ValueKind::Half: return Family::Half;
     case ValueKind::FP8_E4M3: return Family::Fp8;
     case ValueKind::FP4_E2M1: return Family::Fp4Packed;
     case ValueKind::Int: return f.bits == 8 ? Family::Int8 : Family::IntPacked;
+    case ValueKind::GgmlBlock: require_compressed_tensors_form(f, "compressed-tensors"); break;
   }
   return Family::Half;
 }
@@ -63,6 +73,7 @@ uint32_t unpack_word_value(const uint8_t* words, int64_t index, int bits) {
 
 const char* compressed_tensors_format(WeightFormatId format) {
   const WeightFormatTraits& f = weight_format(format);
+  require_compressed_tensors_form(f, "compressed-tensors");
   switch (family_of(f)) {
     case Family::Half: return "dense";
     case Family::IntPacked: return "pack-quantized";
@@ -75,6 +86,7 @@ const char* compressed_tensors_format(WeightFormatId format) {
 
 nlohmann::json compressed_tensors_weight_args(WeightFormatId format) {
   const WeightFormatTraits& f = weight_format(format);
+  require_compressed_tensors_form(f, "compressed-tensors");
   if (f.value_kind == ValueKind::Half) return nullptr;
   const bool fp = f.value_kind != ValueKind::Int;
   std::string strategy = f.group_size == 0 ? "channel" : "group";
@@ -89,6 +101,7 @@ nlohmann::json compressed_tensors_weight_args(WeightFormatId format) {
 
 std::vector<StoredTensor> encode_module(const std::string& module, const QuantizedMatrix& q) {
   const WeightFormatTraits& f = q.traits();
+  require_compressed_tensors_form(f, module);
   const int64_t rows = q.rows, cols = q.cols, groups = q.groups;
   std::vector<StoredTensor> out;
   auto add = [&](const std::string& suffix, const char* dtype, std::vector<int64_t> shape,
@@ -172,6 +185,7 @@ QuantizedMatrix decode_module(const std::string& module, WeightFormatId format, 
                               int64_t cols,
                               const std::function<const StoredTensor*(const std::string&)>& find,
                               const std::string& where) {
+  require_compressed_tensors_form(weight_format(format), where + ": " + module);
   QuantizedMatrix q = make_quantized_matrix(format, rows, cols);
   const WeightFormatTraits& f = q.traits();
   const int64_t groups = q.groups;

@@ -104,6 +104,14 @@ QuantizedMatrix quantize_matrix(WeightFormatId format, Quantizer quantizer, cons
       GptqOptions o;
       o.act_order = options.gptq_act_order;
       o.damp_percent = options.gptq_damp;
+      // ggml block formats fit each block's scales with llama.cpp's importance-weighted search
+      // (the imatrix = mean squared activation), as rtn_clip does; element formats keep
+      // fit_group's plain min/max fit.
+      std::vector<float> importance;
+      if (is_ggml_format(weight_format(format))) {
+        importance = stats->mean_square();
+        o.fit.weights = importance.data();
+      }
       return quantize_gptq(format, w, rows, cols, stats->xtx, o);
     }
     case Quantizer::Hqq:
