@@ -5,22 +5,26 @@
 //     byte (k-quants, whose encoder is fit + re-quantize too); with correlated inputs it beats RTN
 //     on the layer-output error tr(ΔW H ΔWᵀ);
 //   - the packed product against the scalar reference and the exact product, on odd row counts,
-//     1/3/17 tokens, every instruction set this CPU has.
+//     1/3/17 tokens, every instruction set this CPU has;
+//   - a GGUF model whose Linear tensors stay in their blocks (LoadOptions::keep_gguf_quantized).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "format/ggml_codec.h"
 #include "format/weight_format.h"
+#include "io/gguf.h"
 #include "kernel/packed.h"
 #include "kernel_test_util.h"
 #include "mpq/error.h"
+#include "mpq/model.h"
 #include "quant/gptq.h"
 #include "quant/rtn.h"
 
@@ -282,6 +286,64 @@ TEST(GgmlPacked, ProductsMatchTheReferenceOnEveryIsa) {
       }
     }
   }
+}
+
+}  // namespace
+}  // namespace mpq
+
+namespace mpq {
+namespace {
+
+// ---- a GGUF model kept in its blocks (LoadOptions::keep_gguf_quantized)
+
+std::vector<float> logits_of(Model& model, const std::vector<int32_t>& ids) {
+  KVCache cache = model.make_cache(static_cast<int>(ids.size()));
+  return model.forward_all(ids, cache);
+}
+
+TEST(GgmlModels, SmolLM2RunsFromItsGgufBlocks) {
+  const std::string path = std::string(MPQ_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "model file absent: " << path;
+  const std::vector<int32_t> ids = {1, 504, 3458, 282, 253, 1345, 28, 2365, 314, 216};
+  LoadOptions fp32;
+  fp32.need_tokenizer = false;
+  Model reference = load_model(path, fp32);
+  const std::vector<float> want = logits_of(reference, ids);
+  const Linear& q_ref = reference.layers[0].at(LinearKind::Q);
+  EXPECT_EQ(q_ref.weights->format_name(), "f32");
+
+  // Kept as q4_1 blocks, decoded runtime: the same fp32 weights through the same sgemm, so the
+  // same logits bit for bit (q and k rows moved out of GGUF's interleaved RoPE order like the
+  // fp32 ones).
+  LoadOptions keep = fp32;
+  keep.keep_gguf_quantized = true;
+  Model kept = load_model(path, keep);
+  const GgufFile file(path);
+  for (const DecoderLayer& layer : kept.layers) {
+    for (const Linear& lin : layer.linear) EXPECT_EQ(lin.weights->format_name(), "q4_1") << lin.name;
+  }
+  const TensorRecord* down = file.find_tensor("blk.3.ffn_down.weight");
+  ASSERT_NE(down, nullptr);
+  EXPECT_EQ(kept.layers[3].at(LinearKind::Down).weights->storage_bytes(), down->nbytes);  // memory = file
+  EXPECT_EQ(logits_of(kept, ids), want);
+
+  // Packed runtime: the same decoded weights, summed in another order (tiles of 16 rows, vector
+  // lanes) through 30 layers. A dot product of length K <= 1536 then moves by ~√K·2^-24 of its
+  // magnitude, passed on roughly unamplified by the residual stream and the norms; 1e-4 of the
+  // largest logit is an order of magnitude above that, while a wrong block (scale, row order)
+  // shows at 1e-2 and above.
+  keep.runtime.packed = true;
+  keep.runtime.kv_cache = KvCacheType::F32;
+  Model packed = load_model(path, keep);
+  const std::vector<float> got = logits_of(packed, ids);
+  ASSERT_EQ(got.size(), want.size());
+  double max_abs = 0, max_ref = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    max_abs = std::max(max_abs, std::fabs(static_cast<double>(got[i]) - want[i]));
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[i])));
+  }
+  std::printf("SmolLM2 q4_1 blocks, packed vs fp32 logits: max |diff| %.3g of max |logit| %.3g\n", max_abs, max_ref);
+  EXPECT_LE(max_abs, 1e-4 * max_ref);
 }
 
 }  // namespace

@@ -134,6 +134,13 @@ std::optional<WeightFormatId> weight_format_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<WeightFormatId> weight_format_of_ggml_type(uint32_t ggml_type) {
+  for (const WeightFormatTraits& f : kFormats) {
+    if (is_ggml_format(f) && f.ggml->ggml_type == ggml_type) return f.id;
+  }
+  return std::nullopt;
+}
+
 bool format_accepts(WeightFormatId format, int64_t rows, int64_t cols, std::string* reason) {
   const WeightFormatTraits& f = weight_format(format);
   const std::string shape = "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";

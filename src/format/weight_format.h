@@ -154,6 +154,9 @@ std::span<const WeightFormatTraits> weight_formats();
 // Exact, case-sensitive lookup of a frozen name ("int4_g128", "q4_K").
 std::optional<WeightFormatId> weight_format_from_name(std::string_view name);
 
+// The ggml block format whose codec has ggml type id `ggml_type` (GGUF tensor type), if any.
+std::optional<WeightFormatId> weight_format_of_ggml_type(uint32_t ggml_type);
+
 // True for the ggml block rows (storage == GgmlBlocks).
 inline bool is_ggml_format(const WeightFormatTraits& f) { return f.storage == Storage::GgmlBlocks; }
 
