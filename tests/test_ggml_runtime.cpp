@@ -26,7 +26,10 @@
 #include "mpq/error.h"
 #include "mpq/model.h"
 #include "quant/gptq.h"
+#include "quant/quantize_model.h"
 #include "quant/rtn.h"
+#include "synthetic_model.h"
+#include "test_util.h"
 
 namespace mpq {
 namespace {
@@ -169,8 +172,13 @@ TEST(GgmlQuantizers, GptqWithADiagonalHessianIsThePlainEncoder) {
   std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
   for (int64_t i = 0; i < cols; ++i) h[i * cols + i] = 1.0 + (i % 7);
   for (W id : {W::Q2_K, W::Q3_K, W::Q4_K, W::Q5_K, W::Q6_K}) {
-    EXPECT_EQ(quantize_gptq(id, w.data(), rows, cols, h).codes, quantize_rtn(id, w.data(), rows, cols).codes)
-        << weight_format(id).name;
+    for (const bool act_order : {false, true}) {  // any column order: blocks fitted from original values
+      GptqOptions o;
+      o.act_order = act_order;
+      o.block_size = 96;  // lazy batches that cut through super-blocks
+      EXPECT_EQ(quantize_gptq(id, w.data(), rows, cols, h, o).codes, quantize_rtn(id, w.data(), rows, cols).codes)
+          << weight_format(id).name << (act_order ? " act_order" : "");
+    }
   }
 }
 
@@ -344,6 +352,48 @@ TEST(GgmlModels, SmolLM2RunsFromItsGgufBlocks) {
   }
   std::printf("SmolLM2 q4_1 blocks, packed vs fp32 logits: max |diff| %.3g of max |logit| %.3g\n", max_abs, max_ref);
   EXPECT_LE(max_abs, 1e-4 * max_ref);
+}
+
+}  // namespace
+}  // namespace mpq
+
+namespace mpq {
+namespace {
+
+// ---- a whole model through quantize_model
+
+TEST(GgmlModels, QuantizeModelNamesTheTensorAFormatCannotHold) {
+  synth::Spec spec;
+  spec.dim = 64;
+  spec.ffn = 96;  // every Linear's rows: 64 or 96 values, whole blocks of 32, never of 256
+  spec.heads = 4;
+  spec.kv_heads = 2;
+  spec.head_dim = 16;
+  test::TempDir dir;
+  synth::write_model(synth::make_model(spec), dir.file("m"));
+  Model model = load_model(dir.file("m"), LoadOptions{.need_tokenizer = false});
+  QuantizeOptions options;
+  options.progress = false;
+  auto every = [](WeightFormatId f, Quantizer q) {
+    return [f, q](const std::string&, int, LinearKind) { return ModuleChoice::whole(f, q); };
+  };
+  try {
+    (void)quantize_model(model, every(W::Q4_K, Quantizer::Rtn), options);
+    ADD_FAILURE() << "q4_K accepted 64-value rows";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.self_attn.q_proj: q4_K stores rows in blocks of 256"),
+              std::string::npos)
+        << e.what();
+  }
+  // 32-value types take every tensor; rtn_clip without calibration searches with importance 1.
+  for (const auto q : {Quantizer::Rtn, Quantizer::RtnClip}) {
+    Model m = load_model(dir.file("m"), LoadOptions{.need_tokenizer = false});
+    QuantizeReport report = quantize_model(m, every(W::Q5_0, q), options);
+    EXPECT_DOUBLE_EQ(report.bits_per_weight, 5.5);
+    EXPECT_EQ(m.layers[1].at(LinearKind::Down).weights->format_name(), "q5_0");
+    quantize_output_head(m, W::Q8_0, report);
+    EXPECT_EQ(m.lm_head.weights->format_name(), "q8_0");
+  }
 }
 
 }  // namespace
