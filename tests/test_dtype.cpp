@@ -43,6 +43,7 @@ TEST(DType, BlockGeometryMatchesGgml) {
       {DType::Q4_0, 32, 18},  {DType::Q4_1, 32, 20},  {DType::Q5_0, 32, 22}, {DType::Q5_1, 32, 24},
       {DType::Q8_0, 32, 34},  {DType::Q2_K, 256, 84}, {DType::Q3_K, 256, 110},
       {DType::Q4_K, 256, 144}, {DType::Q5_K, 256, 176}, {DType::Q6_K, 256, 210},
+      {DType::IQ4_NL, 32, 18}, {DType::IQ4_XS, 256, 136}, {DType::MXFP4, 32, 17},
   };
   for (const Row& r : rows) {
     EXPECT_EQ(dtype_traits(r.type).block_size, r.block_size) << dtype_name(r.type);

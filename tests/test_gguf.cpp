@@ -420,13 +420,16 @@ TEST(GgufTypes, GgmlIdsFollowTheSpecification) {
       {6, DType::Q5_0},  {7, DType::Q5_1},  {8, DType::Q8_0},  {10, DType::Q2_K},
       {11, DType::Q3_K}, {12, DType::Q4_K}, {13, DType::Q5_K}, {14, DType::Q6_K},
       {24, DType::I8},   {25, DType::I16},  {26, DType::I32},  {27, DType::I64},
-      {28, DType::F64},  {30, DType::BF16},
+      {28, DType::F64},  {30, DType::BF16},  {20, DType::IQ4_NL}, {23, DType::IQ4_XS},
+      {39, DType::MXFP4},
   };
   for (const auto& [id, type] : ids) {
     EXPECT_EQ(dtype_from_ggml(id), type) << id;
     EXPECT_EQ(ggml_type_of(type), id) << dtype_name(type);
   }
-  for (const uint32_t unsupported : {4u, 5u, 9u, 15u, 16u, 23u, 29u, 31u, 1000u}) {
+  // 40 = NVFP4: its blocks need the tensor's ".scale" factor (format/ggml_fp4.h), so it is not
+  // read as a plain storage type.
+  for (const uint32_t unsupported : {4u, 5u, 9u, 15u, 16u, 29u, 31u, 40u, 1000u}) {
     EXPECT_EQ(dtype_from_ggml(unsupported), std::nullopt) << unsupported;
   }
 }
@@ -462,7 +465,8 @@ TEST_P(GgufBlocksVsGgufPy, BitExact) {
 INSTANTIATE_TEST_SUITE_P(AllBlockTypes, GgufBlocksVsGgufPy,
                          ::testing::Values(DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
                                            DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K,
-                                           DType::Q5_K, DType::Q6_K),
+                                           DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS,
+                                           DType::MXFP4),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // ---- Real files

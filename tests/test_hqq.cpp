@@ -57,6 +57,7 @@ TEST(Hqq, NeverWorseThanRtnInLpForEveryFormat) {
   const int64_t rows = 9, cols = 300;  // 300: not a multiple of 16, 32, 64 or 128
   const double p = 0.7;
   for (const auto& f : mpq::weight_formats()) {
+    if (mpq::is_ggml_format(f)) continue;  // refused (test_ggml_formats.cpp)
     for (const bool heavy : {false, true}) {
       const auto w = heavy ? heavy_tailed(rows * cols, 2, 0.02f) : gaussian(rows * cols, 1, 0.02f);
       const mpq::QuantizedMatrix qr = mpq::quantize_rtn(f.id, w.data(), rows, cols);
@@ -107,6 +108,7 @@ TEST(Hqq, OptionsAndEdgeCases) {
   for (int64_t c = 0; c < 32; ++c) w[c] = 0.f;
   for (int64_t c = 0; c < cols; ++c) w[cols + c] = 0.5f;
   for (const auto& f : mpq::weight_formats()) {
+    if (mpq::is_ggml_format(f)) continue;  // refused (test_ggml_formats.cpp)
     const auto q = mpq::quantize_hqq(f.id, w.data(), rows, cols);
     std::vector<float> back(w.size());
     mpq::dequantize(q, back.data());

@@ -9,6 +9,7 @@
 
 #include "format/fp4.h"
 #include "format/fp8.h"
+#include "format/ggml_codec.h"
 #include "format/intq.h"
 #include "format/rounding.h"
 #include "format/weight_format.h"
@@ -51,6 +52,19 @@ const FormatRow kExpected[] = {
     {W::Int2_G64, "int2_g64", 2, 64, false, S::F16, false, 2 + 18.0 / 64},
     {W::Int2_G128, "int2_g128", 2, 128, false, S::F16, false, 2 + 18.0 / 128},
     {W::Int4Sym_G128, "int4sym_g128", 4, 128, true, S::F16, false, 4 + 16.0 / 128},
+    // ggml block types: group = values per block, bits per weight = block bytes * 8 / block values
+    {W::Q8_0, "q8_0", 8, 32, true, S::F16, false, 34 * 8 / 32.0},
+    {W::Q6_K, "q6_K", 6, 256, true, S::F16, false, 210 * 8 / 256.0},
+    {W::Q5_K, "q5_K", 5, 256, false, S::F16, false, 176 * 8 / 256.0},
+    {W::Q4_K, "q4_K", 4, 256, false, S::F16, false, 144 * 8 / 256.0},
+    {W::Q3_K, "q3_K", 3, 256, true, S::F16, false, 110 * 8 / 256.0},
+    {W::Q2_K, "q2_K", 2, 256, false, S::F16, false, 84 * 8 / 256.0},
+    {W::Q5_0, "q5_0", 5, 32, true, S::F16, false, 22 * 8 / 32.0},
+    {W::Q5_1, "q5_1", 5, 32, false, S::F16, false, 24 * 8 / 32.0},
+    {W::Q4_0, "q4_0", 4, 32, true, S::F16, false, 18 * 8 / 32.0},
+    {W::Q4_1, "q4_1", 4, 32, false, S::F16, false, 20 * 8 / 32.0},
+    {W::IQ4_NL, "iq4_nl", 4, 32, true, S::F16, false, 18 * 8 / 32.0},
+    {W::IQ4_XS, "iq4_xs", 4, 256, true, S::F16, false, 136 * 8 / 256.0},
 };
 
 TEST(WeightFormat, TableMatchesTheSpecification) {
@@ -67,12 +81,23 @@ TEST(WeightFormat, TableMatchesTheSpecification) {
     EXPECT_EQ(f.symmetric, e.symmetric);
     EXPECT_EQ(f.scale_type, e.scale_type);
     EXPECT_EQ(f.has_tensor_scale, e.tensor_scale);
-    EXPECT_NE(f.fit, nullptr);
-    EXPECT_NE(f.encode, nullptr);
-    EXPECT_NE(f.decode, nullptr);
+    if (is_ggml_format(f)) {
+      EXPECT_EQ(f.storage, Storage::GgmlBlocks);
+      EXPECT_EQ(f.value_kind, ValueKind::GgmlBlock);
+      ASSERT_NE(f.ggml, nullptr);
+      EXPECT_EQ(f.ggml->block_values, e.group_size);
+    } else {
+      EXPECT_EQ(f.storage, Storage::Elements);
+      EXPECT_EQ(f.ggml, nullptr);
+      EXPECT_NE(f.fit, nullptr);
+      EXPECT_NE(f.encode, nullptr);
+      EXPECT_NE(f.decode, nullptr);
+    }
     EXPECT_NEAR(bits_per_weight(e.id, 4096, 4096), e.bpw_4096, 1e-12);
   }
   EXPECT_EQ(weight_format_from_name("INT4_G128"), std::nullopt);  // names are exact
+  EXPECT_EQ(weight_format_from_name("q4_k"), std::nullopt);       // ggml's own spelling: q4_K
+  EXPECT_EQ(weight_format_from_name("Q4_K"), std::nullopt);
   EXPECT_EQ(weight_format_from_name("int4_g256"), std::nullopt);
   EXPECT_THROW(weight_format(W::kCount), Error);
 }
@@ -270,6 +295,7 @@ TEST(WeightFormat, MxFp4FollowsTheOcpScaleRule) {
 
 TEST(QuantizedMatrix, SizesAndAccessorsFollowTheLayout) {
   for (const WeightFormatTraits& f : weight_formats()) {
+    if (is_ggml_format(f)) continue;  // block layout: test_ggml_formats.cpp
     SCOPED_TRACE(f.name);
     QuantizedMatrix q = make_quantized_matrix(f.id, 3, 200);
     const int64_t groups = groups_per_row(f, 200);

@@ -161,8 +161,11 @@ const ErrorRow kErrorRows[] = {
     {W::Int2_G128, 0.55},     {W::Int4Sym_G128, 0.95},
 };
 
-TEST(WeightFormatError, EveryFormatIsInTheErrorTable) {
-  EXPECT_EQ(std::size(kErrorRows), static_cast<size_t>(W::kCount));
+TEST(WeightFormatError, EveryElementFormatIsInTheErrorTable) {
+  // The ggml block formats' bounds are in test_ggml_formats.cpp.
+  size_t element_formats = 0;
+  for (const WeightFormatTraits& f : weight_formats()) element_formats += is_ggml_format(f) ? 0 : 1;
+  EXPECT_EQ(std::size(kErrorRows), element_formats);
 }
 
 TEST(WeightFormatError, ElementwiseBoundsAndUniformNoiseModel) {

@@ -226,6 +226,11 @@ struct LoadOptions {
   std::string tokenizer_path;  // for llama2.c checkpoints (tokenizer .bin); optional otherwise
   bool need_tokenizer = true;  // fail when no tokenizer can be found
   RuntimeOptions runtime;      // how quantized Linear weights run, and the KV cache type
+  // GGUF: decoder Linear tensors stored in a ggml block type mpq has as a weight format (q4_K,
+  // q8_0, iq4_nl, ...; not MoE experts) stay in that format (their blocks, as in the file)
+  // instead of being decoded to fp32, so they take their file size in memory and run through the
+  // runtime's ggml path. Off by default: the decoded fp32 weights run faster.
+  bool keep_gguf_quantized = false;
 };
 
 // One entry of `mpq info`'s tensor list: as stored in the source file.

@@ -138,7 +138,9 @@ SensitivityMethods parse_sensitivity_methods(const std::string& text, const std:
 std::vector<WeightFormatId> default_sensitivity_formats() {
   std::vector<WeightFormatId> v;
   for (const WeightFormatTraits& f : weight_formats()) {
-    if (f.id != WeightFormatId::BF16 && f.id != WeightFormatId::F16) v.push_back(f.id);
+    // ggml block formats are asked for by name: not every tensor can take them (format_accepts),
+    // which the default list must not have to know about.
+    if (f.id != WeightFormatId::BF16 && f.id != WeightFormatId::F16 && !is_ggml_format(f)) v.push_back(f.id);
   }
   return v;
 }

@@ -50,7 +50,8 @@ struct SensitivityMethods {
 // naming `where` for an unknown name or an empty list.
 SensitivityMethods parse_sensitivity_methods(const std::string& text,
                                              const std::string& where = "--methods");
-// Every format of the table except bf16/f16, in table order.
+// Every element format of the table except bf16/f16, in table order (ggml block formats are
+// opt-in by name).
 std::vector<WeightFormatId> default_sensitivity_formats();
 // "int4_g128,nvfp4" -> ids (order kept, duplicates rejected). Throws mpq::Error naming `where`.
 std::vector<WeightFormatId> parse_format_list(const std::string& text,

@@ -69,6 +69,9 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::kCount)> kTraits = 
     {DType::Q4_K, "Q4_K", kQK_K, sizeof(gguf::BlockQ4_K), true, gguf::dequantize_q4_k},
     {DType::Q5_K, "Q5_K", kQK_K, sizeof(gguf::BlockQ5_K), true, gguf::dequantize_q5_k},
     {DType::Q6_K, "Q6_K", kQK_K, sizeof(gguf::BlockQ6_K), true, gguf::dequantize_q6_k},
+    {DType::IQ4_NL, "IQ4_NL", kQK, sizeof(gguf::BlockIQ4_NL), true, gguf::dequantize_iq4_nl},
+    {DType::IQ4_XS, "IQ4_XS", kQK_K, sizeof(gguf::BlockIQ4_XS), true, gguf::dequantize_iq4_xs},
+    {DType::MXFP4, "MXFP4", gguf::kMxfp4BlockValues, sizeof(gguf::BlockMXFP4), true, gguf::dequantize_mxfp4},
 }};
 
 constexpr bool rows_in_enum_order() {

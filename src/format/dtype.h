@@ -30,6 +30,9 @@ enum class DType : uint8_t {
   Q4_K,
   Q5_K,
   Q6_K,
+  IQ4_NL,
+  IQ4_XS,
+  MXFP4,
   kCount
 };
 

@@ -6,6 +6,7 @@
 #include "format/gguf_blocks.h"
 
 #include <bit>
+#include <cmath>
 #include <cstring>
 
 #include "format/dtype.h"
@@ -71,6 +72,28 @@ int q6_k_code(const BlockQ6_K& b, int i) {
   const int low4 = j < 2 ? (low_byte & 0x0F) : (low_byte >> 4);
   const int high2 = (b.qh[half * 32 + lane] >> (2 * j)) & 3;
   return low4 | (high2 << 4);
+}
+
+// The 4-bit code of value i (0..15) of a 16-value run packed like half a legacy block: low
+// nibbles of qs[0..7] first, then their high nibbles (NVFP4 sub-blocks).
+int half_block_nibble(const uint8_t* qs, int i) { return i < 8 ? (qs[i] & 0x0F) : (qs[i - 8] >> 4); }
+
+// E2M1 levels doubled (ggml's kvalues_mxfp4): integers, so level * (scale / 2) is exact.
+constexpr int8_t kDoubledE2M1[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+// Half of 2^(e - 127) as an fp32 bit pattern (2^(e - 128)): subnormal for e < 2.
+float e8m0_half(uint8_t e) {
+  const uint32_t bits = e < 2 ? (0x00200000u << e) : (static_cast<uint32_t>(e - 1) << 23);
+  return std::bit_cast<float>(bits);
+}
+
+// Half of the unsigned E4M3 value of an NVFP4 scale byte (sign bit ignored; 0x7F reads as 0).
+float ue4m3_half(uint8_t byte) {
+  if (byte == 0 || byte == 0x7F) return 0.f;
+  const int exponent = (byte >> 3) & 0x0F, mantissa = byte & 0x07;
+  const float raw = exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -9)
+                                  : std::ldexp(1.f + static_cast<float>(mantissa) / 8.f, exponent - 7);
+  return raw * 0.5f;
 }
 
 }  // namespace
@@ -217,6 +240,63 @@ void dequantize_q6_k(const uint8_t* src, float* dst, int64_t n_values) {
       const float scale = d * static_cast<float>(block.scales[s]);
       for (int i = s * 16; i < s * 16 + 16; ++i) {
         out[i] = scale * static_cast<float>(q6_k_code(block, i) - 32);
+      }
+    }
+  }
+}
+
+}  // namespace mpq::gguf
+
+namespace mpq::gguf {
+
+void dequantize_iq4_nl(const uint8_t* src, float* dst, int64_t n_values) {
+  for (int64_t b = 0; b < n_values / kLegacyBlockValues; ++b) {
+    const auto block = load_block<BlockIQ4_NL>(src, b);
+    const float d = f16_to_f32(block.d);
+    float* out = dst + b * kLegacyBlockValues;
+    for (int i = 0; i < kLegacyBlockValues; ++i) {
+      out[i] = d * static_cast<float>(kIq4Levels[legacy_nibble(block.qs, i)]);
+    }
+  }
+}
+
+void dequantize_iq4_xs(const uint8_t* src, float* dst, int64_t n_values) {
+  for (int64_t b = 0; b < n_values / kQK_K; ++b) {
+    const auto block = load_block<BlockIQ4_XS>(src, b);
+    const float d = f16_to_f32(block.d);
+    float* out = dst + b * kQK_K;
+    for (int s = 0; s < 8; ++s) {
+      const int low4 = (block.scales_l[s / 2] >> (4 * (s % 2))) & 0x0F;
+      const int high2 = (block.scales_h >> (2 * s)) & 3;
+      const float scale = d * static_cast<float>((low4 | (high2 << 4)) - 32);
+      uint8_t qs[16];
+      std::memcpy(qs, block.qs + 16 * s, sizeof qs);
+      for (int i = 0; i < 32; ++i) {
+        out[32 * s + i] = scale * static_cast<float>(kIq4Levels[legacy_nibble(qs, i)]);
+      }
+    }
+  }
+}
+
+void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t n_values) {
+  for (int64_t b = 0; b < n_values / kMxfp4BlockValues; ++b) {
+    const auto block = load_block<BlockMXFP4>(src, b);
+    const float half_scale = e8m0_half(block.e);
+    float* out = dst + b * kMxfp4BlockValues;
+    for (int i = 0; i < kMxfp4BlockValues; ++i) {
+      out[i] = static_cast<float>(kDoubledE2M1[legacy_nibble(block.qs, i)]) * half_scale;
+    }
+  }
+}
+
+void dequantize_nvfp4(const uint8_t* src, float* dst, int64_t n_values) {
+  for (int64_t b = 0; b < n_values / kNvfp4BlockValues; ++b) {
+    const auto block = load_block<BlockNVFP4>(src, b);
+    float* out = dst + b * kNvfp4BlockValues;
+    for (int s = 0; s < 4; ++s) {
+      const float half_scale = ue4m3_half(block.d[s]);
+      for (int i = 0; i < 16; ++i) {
+        out[16 * s + i] = static_cast<float>(kDoubledE2M1[half_block_nibble(block.qs + 8 * s, i)]) * half_scale;
       }
     }
   }

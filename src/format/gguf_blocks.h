@@ -6,12 +6,18 @@
 // images of one block (no padding, checked by static_assert), and decoders copy each block out of
 // the source with memcpy, so `src` need not be aligned.
 //
-// Two families:
+// Four families:
 //   * legacy blocks of 32 values: one fp16 scale `d` (and for the "_1" types an fp16 offset `m`)
 //     and 4, 5 or 8-bit codes; value = d * (code - zero_point) or value = d * code + m.
 //   * k-quants: super-blocks of QK_K = 256 values split into sub-blocks of 16 or 32 values; each
 //     sub-block has a small integer scale (and sometimes a min) which is itself multiplied by an
 //     fp16 super-block scale.
+//   * non-linear 4-bit (IQ4_NL, IQ4_XS): a 4-bit code indexes a fixed table of 16 int8 levels
+//     (kIq4Levels), times an fp16 scale per 32 values (IQ4_NL) or a 6-bit scale per 32 values
+//     times an fp16 super-block scale (IQ4_XS).
+//   * FP4 (MXFP4, NVFP4): E2M1 codes with an E8M0 scale per 32 values or an unsigned E4M3 scale
+//     per 16 values. ggml decodes them through doubled E2M1 levels and halved scales, which gives
+//     the same products (both factors are exact powers of two apart).
 //
 // Value order: decoders produce values in their natural (row-major) order; the comments on each
 // struct say which bits of which byte hold value number `i` of the block.
@@ -129,6 +135,55 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210);
 
+// IQ4_NL: value i = d * kIq4Levels[q_i], q_i a 4-bit code packed as in Q4_0.
+struct BlockIQ4_NL {
+  uint16_t d;       // fp16 scale
+  uint8_t qs[16];   // 32 x 4-bit level indices, as in Q4_0
+};
+static_assert(sizeof(BlockIQ4_NL) == 18);
+
+// The 16 levels of IQ4_NL/IQ4_XS (ggml's kvalues_iq4nl): a non-uniform grid, denser near 0,
+// where most weights are. Asymmetric (-127 .. 113), so a block picks the sign of its scale.
+inline constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,  38,  53,  69,  89,  113};
+
+// IQ4_XS: 8 sub-blocks of 32 values; value i = (d * (scale_s - 32)) * kIq4Levels[q_i],
+// s = i / 32. 6-bit scales: the low 4 bits of scale s are nibble (s % 2) of scales_l[s / 2] (low
+// nibble first), the high 2 bits are bits [2s, 2s+1] of the little-endian 16-bit `scales_h`.
+// Codes: sub-block s uses qs[16s .. 16s+15], packed like a Q4_0 block (value 32s + l in the low
+// nibble of qs[16s + l] for l < 16, in the high nibble of qs[16s + l - 16] for l >= 16).
+struct BlockIQ4_XS {
+  uint16_t d;           // fp16 super-block scale
+  uint16_t scales_h;    // high 2 bits of the 8 sub-block scales (see above)
+  uint8_t scales_l[4];  // low 4 bits of the 8 sub-block scales (see above)
+  uint8_t qs[128];      // 256 x 4-bit level indices (see above)
+};
+static_assert(sizeof(BlockIQ4_XS) == 136);
+
+// MXFP4 (ggml): value i = e2m1(q_i) * 2^(e - 127), codes packed as in Q4_0. ggml computes it as
+// (2 e2m1(q_i)) * 2^(e - 128), an integer level times half the scale, which is the same number
+// (both products are exact) for every e but 0xFF: OCP MX says NaN, ggml has no NaN scale and
+// gives (2 e2m1) * 2^127 (infinite for |e2m1| >= 1). The codes' sign bit on a zero level gives
+// +0 in ggml (its level table has no -0).
+struct BlockMXFP4 {
+  uint8_t e;        // E8M0 scale
+  uint8_t qs[16];   // 32 x E2M1 codes (bit 3 = sign), as in Q4_0
+};
+static_assert(sizeof(BlockMXFP4) == 17);
+
+// NVFP4 (ggml): 4 sub-blocks of 16 values; value i = e2m1(q_i) * ue4m3(d[s]), s = i / 16,
+// computed (like MXFP4) as a doubled level times half the scale, exact either way.
+// ue4m3 = an E4M3 byte read without its sign bit (bit 7 ignored), except that 0x7F (the E4M3
+// NaN pattern) decodes as 0; 0xFF is therefore 480. Codes: sub-block s uses qs[8s .. 8s+7],
+// value 16s + l in the low nibble of qs[8s + l] for l < 8, in the high nibble of qs[8s + l - 8]
+// for l >= 8. A tensor-wide fp32 factor, when the model has one, is a separate GGUF tensor
+// ("<name>.scale") that llama.cpp multiplies the product by; it is not part of the block.
+struct BlockNVFP4 {
+  uint8_t d[4];     // UE4M3 scales of the 4 sub-blocks
+  uint8_t qs[32];   // 64 x E2M1 codes (see above)
+};
+static_assert(sizeof(BlockNVFP4) == 36);
+
 // Scalar reference decoders: `n_values` must be a whole number of blocks (checked by callers:
 // dequantize_to_f32 in format/dtype.h). `src` may be unaligned.
 void dequantize_q4_0(const uint8_t* src, float* dst, int64_t n_values);
@@ -141,6 +196,14 @@ void dequantize_q3_k(const uint8_t* src, float* dst, int64_t n_values);
 void dequantize_q4_k(const uint8_t* src, float* dst, int64_t n_values);
 void dequantize_q5_k(const uint8_t* src, float* dst, int64_t n_values);
 void dequantize_q6_k(const uint8_t* src, float* dst, int64_t n_values);
+void dequantize_iq4_nl(const uint8_t* src, float* dst, int64_t n_values);
+void dequantize_iq4_xs(const uint8_t* src, float* dst, int64_t n_values);
+void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t n_values);
+void dequantize_nvfp4(const uint8_t* src, float* dst, int64_t n_values);
+
+// Values per block of MXFP4 / NVFP4.
+inline constexpr int kMxfp4BlockValues = 32;
+inline constexpr int kNvfp4BlockValues = 64;
 
 // The 6-bit scale and min of sub-block `s` (0..7) of a Q4_K/Q5_K block.
 struct KScaleMin {

@@ -13,6 +13,10 @@
 #include "format/dtype.h"
 #include "format/fp4.h"
 #include "format/fp8.h"
+#include "format/ggml_codec.h"
+#include "format/ggml_iq4.h"
+#include "format/ggml_kquants.h"
+#include "format/ggml_legacy.h"
 #include "format/half.h"
 #include "format/intq.h"
 #include "mpq/error.h"
@@ -23,6 +27,7 @@ namespace {
 using W = WeightFormatId;
 using V = ValueKind;
 using S = ScaleType;
+using G = Storage;
 
 // One row per WeightFormatId, in enum order (checked by the tests). Bits per weight of each row
 // are derived from these columns by storage_bits().
@@ -62,6 +67,32 @@ constexpr std::array<WeightFormatTraits, static_cast<size_t>(W::kCount)> kFormat
      encode_int, decode_int, "int2 asymmetric, f16 scale + int2 zero per 128"},
     {W::Int4Sym_G128, "int4sym_g128", V::Int, 4, 128, true, S::F16, false, fit_int_sym_group,
      encode_int, decode_int, "int4 symmetric, f16 scale per 128"},
+    // ggml block types: bits = code width, group = values per block, then the codec.
+    // id          name      value          bits block sym   scale  tensor
+    {W::Q8_0, "q8_0", V::GgmlBlock, 8, 32, true, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q8_0: 32 x int8, fp16 scale", G::GgmlBlocks, &kGgmlQ8_0},
+    {W::Q6_K, "q6_K", V::GgmlBlock, 6, 256, true, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q6_K: 6-bit, int8 scale per 16, fp16 per 256", G::GgmlBlocks, &kGgmlQ6_K},
+    {W::Q5_K, "q5_K", V::GgmlBlock, 5, 256, false, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q5_K: 5-bit, 6-bit scale+min per 32, fp16 per 256", G::GgmlBlocks, &kGgmlQ5_K},
+    {W::Q4_K, "q4_K", V::GgmlBlock, 4, 256, false, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q4_K: 4-bit, 6-bit scale+min per 32, fp16 per 256", G::GgmlBlocks, &kGgmlQ4_K},
+    {W::Q3_K, "q3_K", V::GgmlBlock, 3, 256, true, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q3_K: 3-bit, 6-bit scale per 16, fp16 per 256", G::GgmlBlocks, &kGgmlQ3_K},
+    {W::Q2_K, "q2_K", V::GgmlBlock, 2, 256, false, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q2_K: 2-bit, 4-bit scale+min per 16, fp16 per 256", G::GgmlBlocks, &kGgmlQ2_K},
+    {W::Q5_0, "q5_0", V::GgmlBlock, 5, 32, true, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q5_0: 5-bit, fp16 scale per 32", G::GgmlBlocks, &kGgmlQ5_0},
+    {W::Q5_1, "q5_1", V::GgmlBlock, 5, 32, false, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q5_1: 5-bit, fp16 scale and min per 32", G::GgmlBlocks, &kGgmlQ5_1},
+    {W::Q4_0, "q4_0", V::GgmlBlock, 4, 32, true, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q4_0: 4-bit, fp16 scale per 32", G::GgmlBlocks, &kGgmlQ4_0},
+    {W::Q4_1, "q4_1", V::GgmlBlock, 4, 32, false, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml Q4_1: 4-bit, fp16 scale and min per 32", G::GgmlBlocks, &kGgmlQ4_1},
+    {W::IQ4_NL, "iq4_nl", V::GgmlBlock, 4, 32, true, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml IQ4_NL: 16 non-uniform levels, fp16 scale per 32", G::GgmlBlocks, &kGgmlIQ4_NL},
+    {W::IQ4_XS, "iq4_xs", V::GgmlBlock, 4, 256, true, S::F16, false, nullptr, nullptr, nullptr,
+     "ggml IQ4_XS: IQ4_NL levels, 6-bit scale per 32, fp16 per 256", G::GgmlBlocks, &kGgmlIQ4_XS},
 }};
 
 constexpr bool table_follows_enum() {
@@ -71,6 +102,18 @@ constexpr bool table_follows_enum() {
   return true;
 }
 static_assert(table_follows_enum(), "kFormats rows must be in WeightFormatId order");
+
+// ggml rows are exactly the rows with a codec and the GgmlBlock value kind; element rows have
+// their three per-value functions.
+constexpr bool storage_is_consistent() {
+  for (const WeightFormatTraits& f : kFormats) {
+    const bool ggml = f.storage == G::GgmlBlocks;
+    if (ggml != (f.ggml != nullptr) || ggml != (f.value_kind == V::GgmlBlock)) return false;
+    if (!ggml && (f.fit == nullptr || f.encode == nullptr || f.decode == nullptr)) return false;
+  }
+  return true;
+}
+static_assert(storage_is_consistent(), "ggml rows need a codec and value kind GgmlBlock");
 
 }  // namespace
 
@@ -91,6 +134,36 @@ std::optional<WeightFormatId> weight_format_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<WeightFormatId> weight_format_of_ggml_type(uint32_t ggml_type) {
+  for (const WeightFormatTraits& f : kFormats) {
+    if (is_ggml_format(f) && f.ggml->ggml_type == ggml_type) return f.id;
+  }
+  return std::nullopt;
+}
+
+bool format_accepts(WeightFormatId format, int64_t rows, int64_t cols, std::string* reason) {
+  const WeightFormatTraits& f = weight_format(format);
+  const std::string shape = "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
+  if (rows <= 0 || cols <= 0) {
+    if (reason) *reason = std::string(f.name) + " cannot hold an empty matrix " + shape;
+    return false;
+  }
+  if (is_ggml_format(f) && cols % f.ggml->block_values != 0) {
+    if (reason) {
+      *reason = std::string(f.name) + " stores rows in blocks of " + std::to_string(f.ggml->block_values) +
+                " values: a tensor " + shape + " has rows of " + std::to_string(cols) +
+                " values, not a whole number of blocks";
+    }
+    return false;
+  }
+  return true;
+}
+
+void require_format_accepts(WeightFormatId format, int64_t rows, int64_t cols, const std::string& where) {
+  std::string reason;
+  if (!format_accepts(format, rows, cols, &reason)) fail(where, reason);
+}
+
 // ---- bit accounting
 
 int scale_type_bits(ScaleType type) {
@@ -106,6 +179,7 @@ int scale_type_bits(ScaleType type) {
 }
 
 int64_t groups_per_row(const WeightFormatTraits& f, int64_t cols) {
+  if (is_ggml_format(f)) return cols / f.ggml->block_values;
   if (f.scale_type == S::None) return 0;
   if (f.group_size == 0) return 1;
   return (cols + f.group_size - 1) / f.group_size;
@@ -115,6 +189,10 @@ uint64_t storage_bits(WeightFormatId format, int64_t rows, int64_t cols) {
   const WeightFormatTraits& f = weight_format(format);
   check(rows >= 0 && cols >= 0, f.name, "negative matrix shape");
   const auto r = static_cast<uint64_t>(rows), c = static_cast<uint64_t>(cols);
+  if (is_ggml_format(f)) {
+    if (rows > 0 && cols > 0) require_format_accepts(format, rows, cols, "storage_bits");
+    return r * static_cast<uint64_t>(groups_per_row(f, cols)) * static_cast<uint64_t>(f.ggml->block_bytes) * 8u;
+  }
   const uint64_t per_group = static_cast<uint64_t>(scale_type_bits(f.scale_type)) +
                              (f.symmetric ? 0u : static_cast<uint64_t>(f.bits));
   return r * c * static_cast<uint64_t>(f.bits) +
@@ -206,6 +284,7 @@ double group_weighted_error(const WeightFormatTraits& f, const float* x, const f
 
 GroupParams fit_group(const WeightFormatTraits& f, const float* x, int64_t n, float tensor_scale,
                       const GroupFitOptions& options) {
+  check(!is_ggml_format(f), f.name, "fit_group: a ggml block format fits whole blocks through its codec");
   GroupParams best = f.fit(f, x, n, 1.f, tensor_scale);
   if (!options.clip_search || f.scale_type == S::None) return best;
   check(options.clip_steps >= 2 && options.clip_min > 0.f && options.clip_max >= options.clip_min,
@@ -229,7 +308,31 @@ GroupParams fit_group(const WeightFormatTraits& f, const float* x, int64_t n, fl
 // ---- QuantizedMatrix
 
 int QuantizedMatrix::code_bytes() const { return traits().bits > 8 ? 2 : 1; }
-int QuantizedMatrix::scale_bytes() const { return scale_type_bits(traits().scale_type) / 8; }
+int QuantizedMatrix::scale_bytes() const {
+  return is_ggml_format(traits()) ? 0 : scale_type_bits(traits().scale_type) / 8;
+}
+
+namespace {
+
+void require_elements(const QuantizedMatrix& q, const char* accessor) {
+  if (is_ggml_format(q.traits())) {
+    fail(q.traits().name, std::string(accessor) + " does not apply to a ggml block format (use block_row)");
+  }
+}
+
+void require_blocks(const QuantizedMatrix& q) {
+  if (!is_ggml_format(q.traits())) fail(q.traits().name, "block_row applies to ggml block formats only");
+}
+
+}  // namespace
+
+int64_t QuantizedMatrix::block_row_bytes() const {
+  require_blocks(*this);
+  return groups * traits().ggml->block_bytes;
+}
+
+const uint8_t* QuantizedMatrix::block_row(int64_t row) const { return codes.data() + row * block_row_bytes(); }
+uint8_t* QuantizedMatrix::block_row(int64_t row) { return codes.data() + row * block_row_bytes(); }
 
 int64_t QuantizedMatrix::group_begin(int64_t g) const {
   const int gs = traits().group_size;
@@ -244,12 +347,14 @@ int64_t QuantizedMatrix::group_length(int64_t g) const {
 }
 
 uint16_t QuantizedMatrix::code(int64_t row, int64_t col) const {
+  require_elements(*this, "code()");
   const size_t i = static_cast<size_t>(row * cols + col);
   if (code_bytes() == 1) return codes[i];
   return static_cast<uint16_t>(codes[2 * i] | (codes[2 * i + 1] << 8));
 }
 
 void QuantizedMatrix::set_code(int64_t row, int64_t col, uint16_t c) {
+  require_elements(*this, "set_code()");
   const size_t i = static_cast<size_t>(row * cols + col);
   if (code_bytes() == 1) {
     codes[i] = static_cast<uint8_t>(c);
@@ -260,6 +365,7 @@ void QuantizedMatrix::set_code(int64_t row, int64_t col, uint16_t c) {
 }
 
 GroupParams QuantizedMatrix::params(int64_t row, int64_t group) const {
+  require_elements(*this, "params()");
   const WeightFormatTraits& f = traits();
   if (f.scale_type == S::None) return GroupParams{};
   const size_t i = static_cast<size_t>(row * groups + group);
@@ -271,6 +377,7 @@ GroupParams QuantizedMatrix::params(int64_t row, int64_t group) const {
 }
 
 void QuantizedMatrix::set_params(int64_t row, int64_t group, const GroupParams& p) {
+  require_elements(*this, "set_params()");
   const WeightFormatTraits& f = traits();
   if (f.scale_type == S::None) return;
   const size_t i = static_cast<size_t>(row * groups + group);
@@ -287,6 +394,11 @@ QuantizedMatrix make_quantized_matrix(WeightFormatId format, int64_t rows, int64
   q.rows = rows;
   q.cols = cols;
   q.groups = groups_per_row(f, cols);
+  if (is_ggml_format(f)) {
+    if (rows > 0 || cols > 0) require_format_accepts(format, rows, cols, "make_quantized_matrix");
+    q.codes.assign(static_cast<size_t>(rows * q.groups * f.ggml->block_bytes), 0);
+    return q;
+  }
   q.codes.assign(static_cast<size_t>(rows * cols * q.code_bytes()), 0);
   q.scales.assign(static_cast<size_t>(rows * q.groups * q.scale_bytes()), 0);
   if (!f.symmetric) q.zeros.assign(static_cast<size_t>(rows * q.groups), 0);
@@ -295,6 +407,13 @@ QuantizedMatrix make_quantized_matrix(WeightFormatId format, int64_t rows, int64
 
 void dequantize(const QuantizedMatrix& q, float* out) {
   const WeightFormatTraits& f = q.traits();
+  if (is_ggml_format(f)) {
+    check(q.codes.size() == static_cast<size_t>(q.rows * q.groups * f.ggml->block_bytes) &&
+              q.groups * f.ggml->block_values == q.cols,
+          f.name, "dequantize: block bytes do not match the shape");
+    for (int64_t r = 0; r < q.rows; ++r) f.ggml->decode(q.block_row(r), out + r * q.cols, q.cols);
+    return;
+  }
   const int64_t groups = std::max<int64_t>(q.groups, 1);  // kept weights: one pseudo-group
   for (int64_t r = 0; r < q.rows; ++r) {
     for (int64_t g = 0; g < groups; ++g) {

@@ -1,25 +1,38 @@
 // The weight formats mpq quantizes *to*: one traits row per format (name, value type, bits, group
 // size, symmetry, scale type, scalar reference codec), the in-memory quantized matrix and the
-// per-group primitives every quantizer (RTN here; GPTQ, HQQ later) is built from.
+// per-group primitives every quantizer (RTN, GPTQ, HQQ) is built from.
 //
-// Vocabulary. A weight matrix W is [rows = out_features, cols = in_features], row-major. Each row
-// is cut into groups of `group_size` consecutive values along the row (the last group of a row is
-// shorter when cols is not a multiple of group_size); group_size 0 means one group per row (one
-// scale per output channel). Every group has a GroupParams (scale, optional zero point); nvfp4
-// adds one fp32 scale for the whole tensor. Each value is stored as a `bits`-wide code.
+// Two kinds of rows (WeightFormatTraits::storage):
+//
+// Element formats (Storage::Elements). A weight matrix W is [rows = out_features, cols =
+// in_features], row-major. Each row is cut into groups of `group_size` consecutive values along
+// the row (the last group of a row is shorter when cols is not a multiple of group_size);
+// group_size 0 means one group per row (one scale per output channel). Every group has a
+// GroupParams (scale, optional zero point); nvfp4 adds one fp32 scale for the whole tensor. Each
+// value is stored as a `bits`-wide code.
 //
 //   decoded value = scale * (value_of(code) - zero)      value_of: the E4M3/E2M1 grid, or the
 //                                                        signed integer the code stands for
 //
-// The family headers (half.h, fp8.h, fp4.h, intq.h) hold the scalar reference codecs; the table
-// lives in weight_format.cpp. Adding a format = a codec in a family header + one table row + one
-// line in the test table of tests/test_weight_format.cpp. Format names are a file-format promise:
-// never rename one. docs/FORMAT.md ("Weight formats") describes each format.
+// ggml block formats (Storage::GgmlBlocks): llama.cpp's own quantization types (q8_0, q4_K,
+// iq4_nl, ...), named as ggml names them. Each row of W is stored as cols / block_values blocks
+// of block_bytes bytes, byte for byte what a GGUF tensor of that type holds; codes and scales
+// live inside the blocks (layouts: format/gguf_blocks.h) and the row's `ggml` codec
+// (format/ggml_codec.h) decodes, encodes and fits them. A tensor can take such a format only
+// when its rows are whole blocks (format_accepts). mxfp4 and nvfp4 are element formats whose
+// values ggml's MXFP4/NVFP4 blocks hold exactly: format/ggml_fp4.h converts.
+//
+// The family headers (half.h, fp8.h, fp4.h, intq.h; ggml_legacy.h, ggml_kquants.h, ggml_iq4.h)
+// hold the scalar reference codecs; the table lives in weight_format.cpp. Adding a format = a
+// codec in a family header + one table row + one line in the test table of
+// tests/test_weight_format.cpp. Format names are a file-format promise: never rename one.
+// docs/FORMAT.md ("Weight formats") describes each format.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -46,7 +59,26 @@ enum class WeightFormatId : uint8_t {
   Int2_G64,
   Int2_G128,
   Int4Sym_G128,      // int4 symmetric, f16 scale per 128 values
+  // ggml block types (Storage::GgmlBlocks), in ggml's names; layouts in format/gguf_blocks.h
+  Q8_0,              // 32 values: fp16 d, int8 codes                          8.5 bits/weight
+  Q6_K,              // 256: 16 x int8 sub-block scales, fp16 d, 6-bit codes    6.5625
+  Q5_K,              // 256: 8 x 6-bit scales and mins, fp16 d/dmin, 5-bit      5.5
+  Q4_K,              // 256: as Q5_K with 4-bit codes                          4.5
+  Q3_K,              // 256: 16 x 6-bit scales, fp16 d, 3-bit codes            3.4375
+  Q2_K,              // 256: 16 x 4-bit scales and mins, fp16 d/dmin, 2-bit    2.625
+  Q5_0,              // 32: fp16 d, 5-bit codes (offset 16)                    5.5
+  Q5_1,              // 32: fp16 d and m, 5-bit codes                          6.0
+  Q4_0,              // 32: fp16 d, 4-bit codes (offset 8)                     4.5
+  Q4_1,              // 32: fp16 d and m, 4-bit codes                          5.0
+  IQ4_NL,            // 32: fp16 d, 4-bit indices into 16 non-uniform levels   4.5
+  IQ4_XS,            // 256: 8 x 6-bit scales, fp16 d, 4-bit level indices     4.25
   kCount
+};
+
+// How a row stores a matrix (see the top of this file).
+enum class Storage : uint8_t {
+  Elements,    // one code per value + GroupParams per group (QuantizedMatrix codes/scales/zeros)
+  GgmlBlocks,  // ggml blocks: QuantizedMatrix::codes holds each row's blocks, nothing else
 };
 
 // What a code stands for.
@@ -56,6 +88,7 @@ enum class ValueKind : uint8_t {
   FP4_E2M1,  // OCP E2M1: magnitudes {0, 0.5, 1, 1.5, 2, 3, 4, 6}, bit 3 = sign
   Int,       // two's-complement integer q in [-2^(bits-1), 2^(bits-1)-1], stored offset-binary
              // as code = q + 2^(bits-1) (the compressed-tensors packing offset)
+  GgmlBlock, // codes and scales inside ggml blocks (Storage::GgmlBlocks): see the row's codec
 };
 
 // How a group (or tensor) scale is stored.
@@ -69,6 +102,7 @@ enum class ScaleType : uint8_t {
 };
 
 struct WeightFormatTraits;
+struct GgmlBlockCodec;  // format/ggml_codec.h
 
 // Quantization parameters of one group, in the form the codec works with.
 struct GroupParams {
@@ -93,27 +127,47 @@ using DecodeFn = float (*)(const WeightFormatTraits& f, uint16_t code, const Gro
 
 struct WeightFormatTraits {
   WeightFormatId id;       // the row's own id (rows are in enum order)
-  const char* name;        // frozen name: "int4_g128", "nvfp4", ...
-  ValueKind value_kind;    // what a code stands for
-  int bits;                // bits per stored value (code width): 16, 8, 4, 3 or 2
+  const char* name;        // frozen name: "int4_g128", "nvfp4", "q4_K", ...
+  ValueKind value_kind;    // what a code stands for (GgmlBlock exactly for the ggml rows)
+  int bits;                // bits per stored value (code width): 16, 8, 4, 3 or 2; ggml rows:
+                           // the width of their codes (q6_K: 6), scales not included
   int group_size;          // values per group along a row; 0 = one group per row (per channel);
-                           // ignored when scale_type is None (no groups at all)
+                           // ignored when scale_type is None (no groups at all). ggml rows: the
+                           // values per block (32 or 256), which a row length must be a multiple of
   bool symmetric;          // true: no zero point; false: one integer zero point per group,
-                           // stored with `bits` bits (as compressed-tensors packs it)
-  ScaleType scale_type;    // how each group's scale is stored
+                           // stored with `bits` bits (as compressed-tensors packs it). ggml rows:
+                           // false for the types with an offset (q4_1, q5_1, q2_K, q4_K, q5_K)
+  ScaleType scale_type;    // how each group's scale is stored (ggml rows: F16, their `d`)
   bool has_tensor_scale;   // one extra fp32 per matrix (nvfp4's global scale)
   FitGroupFn fit;          // scalar reference: group params from values (at a shrink factor)
   EncodeFn encode;         // scalar reference encoder of one value
-  DecodeFn decode;         // scalar reference decoder of one code
+  DecodeFn decode;         // scalar reference decoder of one code (all three nullptr for ggml rows)
   const char* description; // one line for `mpq formats`
+  Storage storage = Storage::Elements;  // how a QuantizedMatrix holds the format
+  const GgmlBlockCodec* ggml = nullptr; // ggml rows: the block codec (format/ggml_codec.h)
 };
 
 // The row of `id`; throws mpq::Error for an invalid id.
 const WeightFormatTraits& weight_format(WeightFormatId id);
 // All rows, in enum order.
 std::span<const WeightFormatTraits> weight_formats();
-// Exact, case-sensitive lookup of a frozen name ("int4_g128").
+// Exact, case-sensitive lookup of a frozen name ("int4_g128", "q4_K").
 std::optional<WeightFormatId> weight_format_from_name(std::string_view name);
+
+// The ggml block format whose codec has ggml type id `ggml_type` (GGUF tensor type), if any.
+std::optional<WeightFormatId> weight_format_of_ggml_type(uint32_t ggml_type);
+
+// True for the ggml block rows (storage == GgmlBlocks).
+inline bool is_ggml_format(const WeightFormatTraits& f) { return f.storage == Storage::GgmlBlocks; }
+
+// Whether a [rows, cols] matrix can be stored in `format`: any shape with rows, cols > 0 for the
+// element formats; ggml block formats also need cols to be a multiple of their block (256 for the
+// k-quants and iq4_xs, 32 for the others). When it cannot and `reason` is given, *reason says why
+// in one line naming the shape and the format. The planner asks this before offering a format to
+// a tensor; the quantizers refuse what it refuses.
+bool format_accepts(WeightFormatId format, int64_t rows, int64_t cols, std::string* reason = nullptr);
+// Throws mpq::Error (naming `where`, the shape and the format) when format_accepts is false.
+void require_format_accepts(WeightFormatId format, int64_t rows, int64_t cols, const std::string& where);
 
 // ---------------------------------------------------------------------------------------------
 // Bit accounting
@@ -121,9 +175,12 @@ std::optional<WeightFormatId> weight_format_from_name(std::string_view name);
 // Bits of one stored scale of `type` (0 for None).
 int scale_type_bits(ScaleType type);
 // Groups in one row of `cols` values: 0 without scales, 1 per channel, ceil(cols/g) otherwise.
+// ggml rows: blocks per row, cols / block_values (when format_accepts).
 int64_t groups_per_row(const WeightFormatTraits& f, int64_t cols);
 // Exact bits of a [rows, cols] matrix: rows*cols*bits + rows*groups*(scale bits + zero-point
 // bits) + 32 for a tensor scale. A shorter last group still costs a full scale (and zero point).
+// ggml rows: rows * (cols / block_values) * block_bytes * 8, what the GGUF tensor takes; throws
+// (as require_format_accepts) for a shape the format cannot hold.
 uint64_t storage_bits(WeightFormatId format, int64_t rows, int64_t cols);
 // storage_bits / (rows * cols).
 double bits_per_weight(WeightFormatId format, int64_t rows, int64_t cols);
@@ -169,7 +226,7 @@ struct GroupFitOptions {
 
 // Parameters for one group of n values: fit at shrink 1, or, with clip_search, the candidate
 // shrink that minimises sum_j weights_j * (x_j - decode(encode(x_j)))^2 (ties keep the larger
-// shrink).
+// shrink). Element formats only (ggml rows fit whole blocks through their codec).
 GroupParams fit_group(const WeightFormatTraits& f, const float* x, int64_t n, float tensor_scale,
                       const GroupFitOptions& options = {});
 // sum_j weights_j * (x_j - decode(encode(x_j)))^2 under `p` (weights nullptr = 1).
@@ -195,6 +252,13 @@ inline float quantize_value(const WeightFormatTraits& f, float x, const GroupPar
 //   zeros   rows * groups signed zero points ([row][group]) for asymmetric formats, else empty.
 //   tensor_scale  nvfp4's fp32 global scale, stored as compressed-tensors' weight_global_scale:
 //           a *divisor* (448*6/absmax), decoded = e2m1 * (e4m3(scale) / tensor_scale). 1 otherwise.
+//
+// ggml block formats (Storage::GgmlBlocks):
+//   codes   rows * (cols / block_values) * block_bytes bytes: row r's blocks at
+//           r * block_row_bytes(), each block as ggml lays it out (format/gguf_blocks.h) — the
+//           bytes of the GGUF tensor, unchanged
+//   groups  blocks per row; scales and zeros empty; tensor_scale 1
+//   code(), set_code(), params(), set_params() do not apply (they throw): use block_row().
 struct QuantizedMatrix {
   WeightFormatId format = WeightFormatId::BF16;  // which table row
   int64_t rows = 0;                // out_features
@@ -216,9 +280,15 @@ struct QuantizedMatrix {
   void set_code(int64_t row, int64_t col, uint16_t code);
   GroupParams params(int64_t row, int64_t group) const;  // decoded from scales/zeros
   void set_params(int64_t row, int64_t group, const GroupParams& p);  // stores scale_bits, zero
+
+  // ggml block formats: bytes of one row's blocks, and where row r's blocks start.
+  int64_t block_row_bytes() const;
+  const uint8_t* block_row(int64_t row) const;
+  uint8_t* block_row(int64_t row);
 };
 
-// A zero-filled matrix of the right sizes (all scales 0 until set_params).
+// A zero-filled matrix of the right sizes (all scales 0 until set_params). Throws for a shape the
+// format cannot hold (a ggml format and a row that is not whole blocks; 0 x 0 is allowed).
 QuantizedMatrix make_quantized_matrix(WeightFormatId format, int64_t rows, int64_t cols);
 
 // Decodes the whole matrix to fp32 [rows, cols] (scalar reference).

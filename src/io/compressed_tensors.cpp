@@ -16,12 +16,22 @@ namespace {
 
 enum class Family { Half, IntPacked, Fp8, Fp4Packed };
 
+// ggml block formats have no compressed-tensors form: refused with one line naming the format
+// (a GGUF writer stores them).
+void require_compressed_tensors_form(const WeightFormatTraits& f, const std::string& where) {
+  if (is_ggml_format(f)) {
+    fail(where, std::string("weight format ") + f.name +
+                    " is a ggml block type with no compressed-tensors form: write it as GGUF");
+  }
+}
+
 Family family_of(const WeightFormatTraits& f) {
   switch (f.value_kind) {
     case ValueKind::Half: return Family::Half;
     case ValueKind::FP8_E4M3: return Family::Fp8;
     case ValueKind::FP4_E2M1: return Family::Fp4Packed;
     case ValueKind::Int: return Family::IntPacked;
+    case ValueKind::GgmlBlock: require_compressed_tensors_form(f, "compressed-tensors"); break;
   }
   return Family::Half;
 }
@@ -140,6 +150,7 @@ bool ct_expressible(WeightFormatId format, int64_t rows, int64_t cols, std::stri
     if (why != nullptr) *why = reason;
     return false;
   };
+  if (is_ggml_format(f)) return no(std::string(f.name) + ": a ggml block type (GGUF only)");
   if (f.value_kind == ValueKind::Half) return true;
   if (f.group_size > 0 && cols % f.group_size != 0) {
     return no(std::string(f.name) + ": groups of " + std::to_string(f.group_size) + " do not divide rows of " +
@@ -151,6 +162,7 @@ bool ct_expressible(WeightFormatId format, int64_t rows, int64_t cols, std::stri
 
 const char* compressed_tensors_format(WeightFormatId format) {
   const WeightFormatTraits& f = weight_format(format);
+  require_compressed_tensors_form(f, "compressed-tensors");
   switch (family_of(f)) {
     case Family::Half: return "dense";
     case Family::IntPacked: return "pack-quantized";
@@ -162,6 +174,7 @@ const char* compressed_tensors_format(WeightFormatId format) {
 
 nlohmann::json compressed_tensors_weight_args(WeightFormatId format) {
   const WeightFormatTraits& f = weight_format(format);
+  require_compressed_tensors_form(f, "compressed-tensors");
   if (f.value_kind == ValueKind::Half) return nullptr;
   const bool fp = f.value_kind != ValueKind::Int;
   std::string strategy = f.group_size == 0 ? "channel" : "group";
@@ -180,6 +193,7 @@ nlohmann::json compressed_tensors_weight_args(WeightFormatId format) {
 
 std::vector<StoredTensor> encode_module(const std::string& module, const QuantizedMatrix& q) {
   const WeightFormatTraits& f = q.traits();
+  require_compressed_tensors_form(f, module);
   const int64_t rows = q.rows, cols = q.cols, groups = q.groups;
   std::vector<StoredTensor> out;
   auto add = [&](const std::string& suffix, const char* dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
@@ -247,6 +261,7 @@ std::vector<StoredTensor> encode_module(const std::string& module, const Quantiz
 QuantizedMatrix decode_module(const std::string& module, WeightFormatId format, int64_t rows, int64_t cols,
                               const FindTensor& find, const std::string& where, int layout) {
   check(layout == 1 || layout == 2, where, "unknown mpq layout " + std::to_string(layout));
+  require_compressed_tensors_form(weight_format(format), where + ": " + module);
   QuantizedMatrix q = make_quantized_matrix(format, rows, cols);
   const WeightFormatTraits& f = q.traits();
   const int64_t groups = q.groups;

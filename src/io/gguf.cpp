@@ -43,11 +43,11 @@ constexpr GgmlTypeRow kGgmlTypes[] = {
     {11, "Q3_K", DType::Q3_K},  {12, "Q4_K", DType::Q4_K},      {13, "Q5_K", DType::Q5_K},
     {14, "Q6_K", DType::Q6_K},  {15, "Q8_K", std::nullopt},     {16, "IQ2_XXS", std::nullopt},
     {17, "IQ2_XS", std::nullopt}, {18, "IQ3_XXS", std::nullopt}, {19, "IQ1_S", std::nullopt},
-    {20, "IQ4_NL", std::nullopt}, {21, "IQ3_S", std::nullopt},  {22, "IQ2_S", std::nullopt},
-    {23, "IQ4_XS", std::nullopt}, {24, "I8", DType::I8},        {25, "I16", DType::I16},
+    {20, "IQ4_NL", DType::IQ4_NL}, {21, "IQ3_S", std::nullopt},  {22, "IQ2_S", std::nullopt},
+    {23, "IQ4_XS", DType::IQ4_XS}, {24, "I8", DType::I8},        {25, "I16", DType::I16},
     {26, "I32", DType::I32},    {27, "I64", DType::I64},        {28, "F64", DType::F64},
     {29, "IQ1_M", std::nullopt}, {30, "BF16", DType::BF16},     {34, "TQ1_0", std::nullopt},
-    {35, "TQ2_0", std::nullopt}, {39, "MXFP4", std::nullopt},
+    {35, "TQ2_0", std::nullopt}, {39, "MXFP4", DType::MXFP4}, {40, "NVFP4", std::nullopt},
 };
 
 const GgmlTypeRow* find_ggml_type(uint32_t id) {

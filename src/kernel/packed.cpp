@@ -24,6 +24,7 @@ void PackedMatrix::matmul_int8(Isa, const Int8Activations&, float*, int64_t, int
 std::unique_ptr<PackedMatrix> pack_matrix(const QuantizedMatrix& q) {
   const WeightFormatTraits& f = q.traits();
   check(q.rows > 0 && q.cols > 0, f.name, "cannot pack an empty matrix");
+  if (is_ggml_format(f)) return pack_ggml_matrix(q);
   check(q.groups == groups_per_row(f, q.cols), f.name, "group count does not match the format");
   check(q.codes.size() == static_cast<size_t>(q.rows * q.cols * q.code_bytes()), f.name,
         "code array has the wrong size");

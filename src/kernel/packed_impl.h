@@ -13,5 +13,7 @@ std::unique_ptr<PackedMatrix> pack_int_matrix(const QuantizedMatrix& q);
 // Floating formats: bf16, f16, fp8_e4m3 (per channel and 1x128 blocks), nvfp4, mxfp4.
 // (kernel/packed_fp.cpp)
 std::unique_ptr<PackedMatrix> pack_fp_matrix(const QuantizedMatrix& q);
+// ggml block formats: q8_0, q4_K, iq4_nl, ... (kernel/packed_ggml.cpp)
+std::unique_ptr<PackedMatrix> pack_ggml_matrix(const QuantizedMatrix& q);
 
 }  // namespace mpq

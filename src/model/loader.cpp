@@ -11,6 +11,7 @@
 
 #include "io/checkpoint.h"
 #include "io/compressed_tensors.h"
+#include "io/gguf.h"
 #include "format/weight_format.h"
 #include "model/config.h"
 #include "format/channel_split.h"
@@ -126,9 +127,8 @@ class TensorReader {
     for (const auto& [name, raw] : ck_.raw) check(name, raw.file);
   }
 
-  // The tensor decoded to fp32; its shape must equal `shape` (a 1-D tensor of n values also
-  // matches {n}).
-  std::vector<float> read(const std::string& name, const std::vector<int64_t>& shape) const {
+  // The stored tensor, marked as used; its shape must equal `shape`.
+  const TensorRecord& record(const std::string& name, const std::vector<int64_t>& shape) const {
     auto it = ck_.tensors.find(name);
     if (it == ck_.tensors.end()) fail(ck_.path, "missing tensor '" + name + "'");
     used_.insert(name);
@@ -137,6 +137,13 @@ class TensorReader {
       fail(record.file, "tensor '" + name + "' has shape " + shape_str(record.shape) +
                             ", expected " + shape_str(shape));
     }
+    return record;
+  }
+
+  // The tensor decoded to fp32; its shape must equal `shape` (a 1-D tensor of n values also
+  // matches {n}).
+  std::vector<float> read(const std::string& name, const std::vector<int64_t>& shape) const {
+    const TensorRecord& record = this->record(name, shape);
     if (!dtype_traits(record.dtype).is_float_input) {
       fail(record.file, "tensor '" + name + "' has type " + dtype_name(record.dtype) +
                             ", which cannot hold weights");
@@ -182,10 +189,11 @@ class TensorReader {
 };
 
 // Interleaved RoPE rows (pairs 2j, 2j+1 rotate together) -> rotate-half rows (j, j + hd/2).
-// Within each head: new row i*hd/2 + j takes old row 2*j + i.
-std::vector<float> deinterleave_rope_rows(const std::vector<float>& w, int n_heads, int head_dim,
-                                          int64_t cols) {
-  std::vector<float> out(w.size());
+// Within each head: new row i*hd/2 + j takes old row 2*j + i. A row is `cols` elements (floats,
+// or the bytes of a row of ggml blocks: rows are independent there too).
+template <typename T>
+std::vector<T> deinterleave_rope_rows(const std::vector<T>& w, int n_heads, int head_dim, int64_t cols) {
+  std::vector<T> out(w.size());
   const int half = head_dim / 2;
   for (int h = 0; h < n_heads; ++h) {
     for (int i = 0; i < 2; ++i) {
@@ -197,6 +205,16 @@ std::vector<float> deinterleave_rope_rows(const std::vector<float>& w, int n_hea
     }
   }
   return out;
+}
+
+// The weight format of a GGUF tensor stored in a ggml block type mpq has (whole blocks per row),
+// if any.
+std::optional<WeightFormatId> gguf_block_format(const TensorRecord& record) {
+  const DTypeTraits& t = dtype_traits(record.dtype);
+  if (t.block_size == 1 || record.shape.size() != 2) return std::nullopt;
+  const auto format = weight_format_of_ggml_type(ggml_type_of(record.dtype));
+  if (!format || !format_accepts(*format, record.shape[0], record.shape[1])) return std::nullopt;
+  return format;
 }
 
 // How one module is stored quantized (quantization_config.mpq.modules[module]).
@@ -419,9 +437,27 @@ Model load_model(const std::string& path, const LoadOptions& options) {
         read_bias(linear, kind);
         continue;
       }
-      std::vector<float> w = reader.read(linear.name + ".weight", {out_dims[kind], in_dims[kind]});
       const bool is_q = kind == static_cast<int>(LinearKind::Q);
       const bool is_k = kind == static_cast<int>(LinearKind::K);
+      if (options.keep_gguf_quantized && ck.layout == "gguf") {
+        const TensorRecord& record = reader.record(linear.name + ".weight", {out_dims[kind], in_dims[kind]});
+        if (auto format = gguf_block_format(record)) {
+          // The blocks as the file holds them; GGUF's interleaved q/k rows moved like the fp32 ones.
+          QuantizedMatrix q = make_quantized_matrix(*format, out_dims[kind], in_dims[kind]);
+          check(q.codes.size() == record.nbytes, record.file, "tensor '" + record.name + "' has the wrong size");
+          std::copy_n(record.data, record.nbytes, q.codes.data());
+          if (ck.qk_rope_interleaved && (is_q || is_k)) {
+            q.codes = deinterleave_rope_rows(q.codes, is_q ? c.n_heads : c.n_kv_heads, c.head_dim, q.block_row_bytes());
+          }
+          read_bias(linear, kind);
+          if (ck.qk_rope_interleaved && (is_q || is_k) && !linear.bias.empty()) {
+            linear.bias = deinterleave_rope_rows(linear.bias, is_q ? c.n_heads : c.n_kv_heads, c.head_dim, 1);
+          }
+          linear.weights = make_quantized_weights(std::move(q), options.runtime);
+          continue;
+        }
+      }
+      std::vector<float> w = reader.read(linear.name + ".weight", {out_dims[kind], in_dims[kind]});
       if (ck.qk_rope_interleaved && (is_q || is_k)) {
         w = deinterleave_rope_rows(w, is_q ? c.n_heads : c.n_kv_heads, c.head_dim, in_dims[kind]);
       }

@@ -33,8 +33,11 @@ bool engine_accepts(Engine e, WeightFormatId format, int64_t rows, int64_t cols,
     return false;
   };
   switch (e) {
-    case Engine::Mpq:
+    case Engine::Mpq: {
+      std::string reason;
+      if (!format_accepts(format, rows, cols, &reason)) return no(reason);
       return true;
+    }
     case Engine::CompressedTensors: {
       std::string reason;
       if (!ct_expressible(format, rows, cols, &reason)) return no(reason);

@@ -5,6 +5,7 @@
 #include "quant/gptq.h"
 
 #include "quant/check_input.h"
+#include "quant/grid.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -130,12 +131,12 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
   check_quantizer_input(f, "quantize_gptq", w, rows, cols);
   const ThreadScope thread_scope(options.threads);
 
-  QuantizedMatrix q = make_quantized_matrix(format, rows, cols);
-  q.tensor_scale = compute_tensor_scale(f, w, rows * cols);  // from the original weights
   GptqStats st;
   st.damp_percent_used = options.damp_percent;
 
-  if (q.groups == 0) {  // kept weights (bf16/f16): plain rounding, nothing to compensate
+  if (f.storage == Storage::Elements && groups_per_row(f, cols) == 0) {
+    // kept weights (bf16/f16): plain rounding, nothing to compensate
+    QuantizedMatrix q = make_quantized_matrix(format, rows, cols);
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t c = 0; c < cols; ++c) q.set_code(r, c, f.encode(f, w[r * cols + c], {}));
     }
@@ -145,6 +146,9 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
     }
     return q;
   }
+  // The grids: per group of each row (element formats) or per block (ggml formats); nvfp4's
+  // tensor scale from the original weights. Throws for a shape the format cannot hold.
+  GridSet grids(format, w, rows, cols, options.fit);
 
   const int n = static_cast<int>(cols);
   const auto N = static_cast<size_t>(n);
@@ -210,10 +214,8 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
     for (size_t r = 0; r < R; ++r) wt[i * R + r] = dead[c] ? 0.0 : w[r * N + c];
   }
 
-  // ---- group parameters
-  const int64_t n_groups = q.groups;
-  const int gs = f.group_size;  // 0: one group per row
-  std::vector<GroupParams> params(R * static_cast<size_t>(n_groups));
+  // ---- grids
+  const int64_t n_groups = grids.groups();
   std::vector<char> fitted(static_cast<size_t>(n_groups), 0);
 
   const int bs = std::min(options.block_size, n);
@@ -225,7 +227,7 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
   // positions are >= i). Columns inside the block are current in wt; columns after the block
   // still lack the block's pending update  -Σ_k err[k] · U[i1 + k, pos].
   auto fit_group_now = [&](int64_t g, size_t i1, size_t i, size_t i2) {
-    const int64_t begin = q.group_begin(g), len = q.group_length(g);
+    const int64_t begin = grids.group_begin(g), len = grids.group_length(g);
     gbuf.assign(R * static_cast<size_t>(len), 0.f);
     for (int64_t j = 0; j < len; ++j) {
       const size_t pc = pos_of[static_cast<size_t>(begin + j)];
@@ -238,19 +240,13 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
         gbuf[r * len + j] = static_cast<float>(v);
       }
     }
-    GroupFitOptions fo = options.fit;
-    fo.weights = options.fit.weights ? options.fit.weights + begin : nullptr;
-    const float ts = q.tensor_scale;
     const float* values = gbuf.data();
-    GroupParams* out = params.data();
 #pragma omp parallel for schedule(static) if (R * len >= 16384)
-    for (int64_t r = 0; r < rows; ++r) {
-      out[r * n_groups + g] = fit_group(f, values + r * len, len, ts, fo);
-    }
-    for (int64_t r = 0; r < rows; ++r) q.set_params(r, g, out[r * n_groups + g]);
+    for (int64_t r = 0; r < rows; ++r) grids.fit(r, g, values + r * len);
   };
 
-  if (gs == 0) {  // per channel: params from the whole (dead-zeroed) row, before anything
+  if (!is_ggml_format(f) && f.group_size == 0) {
+    // per channel: params from the whole (dead-zeroed) row, before anything
     fit_group_now(0, 0, 0, N);  // every column is "in block" (i2 = N): plain current values
     fitted[0] = 1;
   }
@@ -259,7 +255,7 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
     const size_t i2 = std::min(N, i1 + static_cast<size_t>(bs));
     for (size_t i = i1; i < i2; ++i) {
       const int c = perm[i];
-      const int64_t g = gs == 0 ? 0 : c / gs;
+      const int64_t g = grids.group_of(c);
       if (!fitted[static_cast<size_t>(g)]) {
         fit_group_now(g, i1, i, i2);
         fitted[static_cast<size_t>(g)] = 1;
@@ -268,10 +264,8 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
       double* e = &err[(i - i1) * R];
       const double d = u[i * N + i];
       for (size_t r = 0; r < R; ++r) {
-        const GroupParams& p = params[r * static_cast<size_t>(n_groups) + static_cast<size_t>(g)];
-        const uint16_t code = f.encode(f, static_cast<float>(col[r]), p);
-        q.set_code(static_cast<int64_t>(r), c, code);
-        e[r] = (col[r] - static_cast<double>(f.decode(f, code, p))) / d;
+        const float value = grids.round(static_cast<int64_t>(r), c, static_cast<float>(col[r]));
+        e[r] = (col[r] - static_cast<double>(value)) / d;
       }
       // Error feedback inside the block (the rest of the block sees it immediately).
       for (size_t j = i + 1; j < i2; ++j) {
@@ -289,6 +283,7 @@ QuantizedMatrix quantize_gptq(WeightFormatId format, const float* w, int64_t row
     }
   }
 
+  QuantizedMatrix q = grids.take();
   if (stats) {
     st.output_error = layer_output_error(w, q, xtx);
     *stats = st;

@@ -9,6 +9,13 @@
 //     err = (w_i - q_i) / U_ii,     w_j -= err · U_ij   for every later column j,
 // applied at once inside a block of `block_size` columns and lazily (one GEMM) to the columns after
 // the block. See docs/QUANTIZERS.md for the exact choices (dead columns, dampening, group params).
+//
+// The loop is the same for every format: it sees a GridSet (quant/grid.h), one rounding grid per
+// group of each row, fitted at the group's first column in processing order from the current,
+// error-updated values. For the ggml block formats a group is a block (a 256-value super-block
+// for the k-quants): its stored scales (sub-block scales and mins already in their 4/6/8-bit form,
+// fp16 d/dmin) are fitted by the codec, then each column is rounded onto those levels with GPTQ's
+// error feedback, and the codes land in the block bytes.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +38,8 @@ struct GptqOptions {
                                // fit.weights, when set, points to [cols] per-INPUT-COLUMN
                                // weights (e.g. InputStats::mean_square()); GPTQ passes
                                // fit.weights + group_begin to fit_group for each group.
+                               // ggml block formats use only fit.weights: the importance their
+                               // codec's weighted fit takes (nullptr: the plain fit).
 };
 
 // Diagnostics of one quantize_gptq call.

@@ -204,6 +204,10 @@ double lp_error(const float* w, const QuantizedMatrix& q, double p) {
 QuantizedMatrix quantize_hqq(WeightFormatId format, const float* w, int64_t rows, int64_t cols,
                              const HqqOptions& options) {
   const WeightFormatTraits& f = weight_format(format);
+  // HQQ optimises one scale (and zero) per group in closed form; a ggml block's two-level
+  // scales (integer sub-block scales times fp16 super-block scales) have no such update here.
+  check(!is_ggml_format(f), f.name,
+        "quantize_hqq: hqq does not support ggml block formats (use rtn, rtn_clip or gptq)");
   check_quantizer_input(f, "quantize_hqq", w, rows, cols);
   check(options.lp_norm > 0.f && options.lp_norm <= 1.f, f.name,
         "quantize_hqq: lp_norm must be in (0, 1]");

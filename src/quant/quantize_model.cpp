@@ -23,6 +23,7 @@ void quantize_output_head(Model& model, WeightFormatId format, QuantizeReport& r
   const ModelConfig& c = model.config;
   std::vector<float> w(static_cast<size_t>(c.vocab_size) * c.dim);
   model.lm_head.weights->to_f32(w.data());
+  require_format_accepts(format, c.vocab_size, c.dim, "lm_head");
   model.lm_head.weights = make_quantized_weights(quantize_rtn(format, w.data(), c.vocab_size, c.dim));
   if (c.tied_embeddings) model.embedding = nullptr;  // rows now come from the quantized head
   ModuleReport m;
@@ -51,6 +52,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // Quantizes w [rows, cols] with one format and quantizer.
 QuantizedMatrix quantize_matrix(WeightFormatId format, Quantizer quantizer, const float* w, int64_t rows, int64_t cols,
                                 const InputStats* stats, const QuantizeOptions& options, const std::string& name) {
+  require_format_accepts(format, rows, cols, name);  // e.g. q4_K on a 576-wide tensor, named
   switch (quantizer) {
     case Quantizer::Rtn:
       return quantize_rtn(format, w, rows, cols);
@@ -69,6 +71,14 @@ QuantizedMatrix quantize_matrix(WeightFormatId format, Quantizer quantizer, cons
       GptqOptions o;
       o.act_order = options.gptq_act_order;
       o.damp_percent = options.gptq_damp;
+      // ggml block formats fit each block's scales with llama.cpp's importance-weighted search
+      // (the imatrix = mean squared activation), as rtn_clip does; element formats keep
+      // fit_group's plain min/max fit.
+      std::vector<float> importance;
+      if (is_ggml_format(weight_format(format))) {
+        importance = stats->mean_square();
+        o.fit.weights = importance.data();
+      }
       return quantize_gptq(format, w, rows, cols, stats->xtx, o);
     }
     case Quantizer::Hqq:
