@@ -65,6 +65,8 @@ const FormatRow kExpected[] = {
     {W::Q4_1, "q4_1", 4, 32, false, S::F16, false, 20 * 8 / 32.0},
     {W::IQ4_NL, "iq4_nl", 4, 32, true, S::F16, false, 18 * 8 / 32.0},
     {W::IQ4_XS, "iq4_xs", 4, 256, true, S::F16, false, 136 * 8 / 256.0},
+    {W::Int4Sym_G32, "int4sym_g32", 4, 32, true, S::F16, false, 4 + 16.0 / 32},
+    {W::Int4Sym_G64, "int4sym_g64", 4, 64, true, S::F16, false, 4 + 16.0 / 64},
 };
 
 TEST(WeightFormat, TableMatchesTheSpecification) {

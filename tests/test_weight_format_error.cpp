@@ -158,7 +158,8 @@ const ErrorRow kErrorRows[] = {
     {W::Int8_Channel, 0.97},  {W::Int4_G32, 0.97},     {W::Int4_G64, 0.97},
     {W::Int4_G128, 0.97},     {W::Int3_G32, 0.9},      {W::Int3_G64, 0.9},
     {W::Int3_G128, 0.9},      {W::Int2_G32, 0.55},     {W::Int2_G64, 0.55},
-    {W::Int2_G128, 0.55},     {W::Int4Sym_G128, 0.95},
+    {W::Int2_G128, 0.55},     {W::Int4Sym_G128, 0.95}, {W::Int4Sym_G32, 0.95},
+    {W::Int4Sym_G64, 0.95},
 };
 
 TEST(WeightFormatError, EveryElementFormatIsInTheErrorTable) {

@@ -93,6 +93,10 @@ constexpr std::array<WeightFormatTraits, static_cast<size_t>(W::kCount)> kFormat
      "ggml IQ4_NL: 16 non-uniform levels, fp16 scale per 32", G::GgmlBlocks, &kGgmlIQ4_NL},
     {W::IQ4_XS, "iq4_xs", V::GgmlBlock, 4, 256, true, S::F16, false, nullptr, nullptr, nullptr,
      "ggml IQ4_XS: IQ4_NL levels, 6-bit scale per 32, fp16 per 256", G::GgmlBlocks, &kGgmlIQ4_XS},
+    {W::Int4Sym_G32, "int4sym_g32", V::Int, 4, 32, true, S::F16, false, fit_int_sym_group, encode_int, decode_int,
+     "int4 symmetric, f16 scale per 32"},
+    {W::Int4Sym_G64, "int4sym_g64", V::Int, 4, 64, true, S::F16, false, fit_int_sym_group, encode_int, decode_int,
+     "int4 symmetric, f16 scale per 64"},
 }};
 
 constexpr bool table_follows_enum() {

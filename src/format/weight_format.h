@@ -72,6 +72,10 @@ enum class WeightFormatId : uint8_t {
   Q4_1,              // 32: fp16 d and m, 4-bit codes                          5.0
   IQ4_NL,            // 32: fp16 d, 4-bit indices into 16 non-uniform levels   4.5
   IQ4_XS,            // 256: 8 x 6-bit scales, fp16 d, 4-bit level indices     4.25
+  // Appended later (ids are frozen): symmetric int4 in smaller groups, the formats that load in
+  // transformers' default path and in vLLM's CPU build alike (docs/INTEROP.md).
+  Int4Sym_G32,       // int4 symmetric, f16 scale per 32 values                  4.5
+  Int4Sym_G64,       // int4 symmetric, f16 scale per 64 values                  4.25
   kCount
 };
 
