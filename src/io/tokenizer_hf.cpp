@@ -209,13 +209,21 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
     return it == ids.end() ? -1 : it->second;
   };
 
+  // Merges as (left, right). The "a b" form splits at the first space after the first character
+  // (a token can start with a space); the [a, b] form also holds tokens with spaces inside
+  // (Gemma's whitespace tokens).
+  std::vector<std::pair<std::string, std::string>> merges;
   for (const json& m : model.at("merges")) {
+    const std::string what = "merge " + std::to_string(merges.size());
     if (m.is_string()) {
-      spec.merges.push_back(m.get<std::string>());
+      const std::string text = m.get<std::string>();
+      const size_t sp = text.find(' ', 1);
+      if (sp == std::string::npos) fail(path, what + " '" + text + "' is not 'left right'");
+      merges.emplace_back(text.substr(0, sp), text.substr(sp + 1));
     } else if (m.is_array() && m.size() == 2) {
-      spec.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+      merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
     } else {
-      fail(path, "merge " + std::to_string(spec.merges.size()) + " is neither \"a b\" nor [a, b]");
+      fail(path, what + " is neither \"a b\" nor [a, b]");
     }
   }
   if (model.contains("unk_token") && model.at("unk_token").is_string()) {
@@ -242,19 +250,15 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
     // gives the same order. Tokens no merge produces are only ever single characters or added
     // tokens, whose score never decides a merge; they get the lowest score.
     spec.scores.assign(spec.tokens.size(), -1e30f);
-    for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
-      const std::string& m = spec.merges[rank];
-      const size_t sp = m.find(' ', 1);
-      const std::string what = "merge " + std::to_string(rank) + " '" + m + "'";
-      if (sp == std::string::npos) fail(path, what + " is not 'left right'");
-      const std::string left = m.substr(0, sp), right = m.substr(sp + 1);
+    for (size_t rank = 0; rank < merges.size(); ++rank) {
+      const auto& [left, right] = merges[rank];
+      const std::string what = "merge " + std::to_string(rank) + " '" + left + " " + right + "'";
       for (const std::string& t : {left, right, left + right}) {
         if (id_of(t) < 0) fail(path, what + " names unknown token '" + t + "'");
       }
       float& score = spec.scores[id_of(left + right)];
       if (score == -1e30f) score = -static_cast<float>(rank);
     }
-    spec.merges.clear();
     for (size_t id = 0; id < spec.tokens.size(); ++id) {
       const std::string& t = spec.tokens[id];
       if (spec.token_types[id] == TokenType::Normal && t.size() == 6 && t.starts_with("<0x") &&
@@ -265,6 +269,15 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
     spec.pre_name = "tokenizer.json (SentencePiece BPE)";
   } else if (pre.byte_level) {
     spec.kind = TokenizerSpec::Kind::ByteLevelBpe;
+    // TokenizerSpec keeps byte-level merges as "left right"; byte-level tokens hold no plain
+    // space (it is mapped to U+0120), so the first space after the first character splits them.
+    for (const auto& [left, right] : merges) {
+      if (right.find(' ') != std::string::npos || left.find(' ', 1) != std::string::npos) {
+        fail(path, "merge " + std::to_string(spec.merges.size()) + " ['" + left + "', '" + right +
+                       "'] has a space inside a byte-level token");
+      }
+      spec.merges.push_back(left + " " + right);
+    }
     spec.add_space_prefix = false;
     spec.pre_regexes = pre.regexes;
     spec.pre_name = "tokenizer.json (byte-level BPE)";

@@ -11,8 +11,9 @@
 //     Llama tokenizer: normalizer Prepend("▁") (only with add_space_prefix) + Replace(" ", "▁"),
 //     no pre-tokenizer, BPE with byte_fallback and merges derived from the scores (below),
 //     decoder Replace("▁", " ") / ByteFallback / Fuse / Strip(one leading space).
-// Both: added_tokens for control, unknown and user-defined tokens, matched on the raw text
-// (normalized false) as mpq and llama.cpp match them; a TemplateProcessing post-processor that
+// Both: added_tokens for control and user-defined tokens, matched on the raw text (normalized
+// false) as mpq and llama.cpp match them; the unknown token as the model's unk_token; unused and
+// undefined tokens as plain vocabulary (mpq treats them as normal tokens); a TemplateProcessing post-processor that
 // adds BOS/EOS exactly when the spec does (byte-level: ByteLevel when it adds nothing).
 //
 // Where the libraries differ, and what this file does about it:
@@ -247,11 +248,15 @@ void byte_level(const Vocab& v, ojson& doc) {
 // ---------------------------------------------------------------------------------------------
 // SentencePiece-style BPE
 
-// Whether merges can ever produce token `id`. A user-defined token is cut out of the raw text
-// before the model runs (in mpq, llama.cpp and Hugging Face alike), so unless its text holds "▁"
-// (which only normalization creates) no text reaching the merges contains it.
+// Whether merges can ever produce token `id`. Normalization turns every space into "▁" before
+// merging, so a token with a plain space is never formed (Gemma has such tokens). A user-defined
+// token is cut out of the raw text before the model runs (in mpq, llama.cpp and Hugging Face
+// alike), so unless its text holds "▁" (which only normalization creates) no text reaching the
+// merges contains it.
 bool formable(const Vocab& v, int32_t id) {
-  return v.type(id) != TokenType::UserDefined || v.text(id).find(kSpace) != std::string::npos;
+  const std::string& t = v.text(id);
+  if (t.find(' ') != std::string::npos) return false;
+  return v.type(id) != TokenType::UserDefined || t.find(kSpace) != std::string::npos;
 }
 
 struct Merge {
