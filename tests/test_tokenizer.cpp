@@ -218,6 +218,18 @@ TEST(TokenizerSmall, SentencePieceByScoreWithByteFallback) {
   EXPECT_TRUE(tok->encode("", true) == Ids{1});
 }
 
+TEST(TokenizerSmall, UnknownTokenTextParsedOnlyWithParseSpecial) {
+  // As llama.cpp (and Hugging Face, which always parses special tokens): "<unk>" in the text is
+  // the unknown token only when special tokens are parsed; otherwise it is plain text.
+  TokenizerSpec spec = small_spm()->spec();
+  spec.token_types[0] = mpq::TokenType::Unknown;  // <unk>, as in a SentencePiece GGUF
+  const Tokenizer tok(spec, "tok_spm_small");
+  EXPECT_EQ(tok.encode("a<unk>", false, true), (Ids{263, 0}));
+  const Ids plain = tok.encode("a<unk>", false, false);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), 0), 0);
+  EXPECT_EQ(tok.decode(plain), "a<unk>");
+}
+
 TEST(TokenizerSmall, SentencePieceRoundTripsUnicode) {
   const auto tok = small_spm();
   for (const std::string& text : {kUnicodeText, std::string(" leading space"), std::string("  two")}) {

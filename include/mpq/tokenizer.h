@@ -40,6 +40,10 @@ struct TokenizerSpec {
   int32_t pad_id = -1;
   bool add_bos = false;                // prepend BOS when encoding with add_special
   bool add_eos = false;                // append EOS when encoding with add_special
+  std::string chat_template;           // Jinja chat template (GGUF tokenizer.chat_template,
+                                       // tokenizer_config.json / chat_template.jinja); empty
+                                       // when the model has none. Not used by mpq itself: kept
+                                       // so that every directory mpq writes carries it on.
 };
 
 class Tokenizer {
@@ -52,7 +56,8 @@ class Tokenizer {
   Tokenizer& operator=(const Tokenizer&) = delete;
 
   // add_special: add BOS/EOS as the model declares. parse_special: treat the text of control and
-  // user-defined tokens inside `text` as those tokens (for chat templates); off for plain text.
+  // unknown tokens inside `text` as those tokens (for chat templates); off for plain text.
+  // User-defined tokens are always matched as whole tokens.
   std::vector<int32_t> encode(std::string_view text, bool add_special,
                               bool parse_special = false) const;
   // The bytes a token stands for (byte tokens and byte-level BPE decoded to raw bytes).
@@ -70,7 +75,8 @@ class Tokenizer {
 // Loaders. Each throws mpq::Error naming the file and the problem.
 TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& gguf);
 // `path` is a tokenizer.json; a tokenizer_config.json beside it, when present, supplies
-// add_bos/add_eos and the BOS/EOS tokens.
+// add_bos/add_eos, the BOS/EOS tokens and the chat template (a chat_template.jinja beside it,
+// which transformers 5 writes instead, takes precedence, as in transformers).
 TokenizerSpec tokenizer_spec_from_hf_json(const std::string& path);
 // llama2.c tokenizer file: i32 max_token_length, then per token f32 score, i32 length, bytes.
 // vocab_size <= 0: take every entry up to the end of the file (the count is not stored).

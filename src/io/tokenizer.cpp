@@ -14,15 +14,18 @@ struct Tokenizer::Impl {
   std::string source;
   tok::TokenMap token_to_id;
   std::vector<std::string> pieces;  // bytes each token decodes to
-  // Special tokens (control / user-defined) by first byte, longest first, for parse_special.
+  // Special tokens (control / user-defined / unknown) by first byte, longest first.
   std::vector<int32_t> specials_by_byte[256];
   bool has_user_defined = false;  // some token is UserDefined (always split out of the text)
   std::unique_ptr<tok::SpmEncoder> spm;
   std::unique_ptr<tok::BpeEncoder> bpe;
 
+  // Tokens cut out of the text before the encoder runs: control and unknown tokens with
+  // parse_special, user-defined ones always (llama.cpp's rule; Hugging Face, which always
+  // extracts special tokens, treats the unknown token as special too).
   bool is_special(int32_t id) const {
     const TokenType t = spec.token_types[id];
-    return t == TokenType::Control || t == TokenType::UserDefined;
+    return t == TokenType::Control || t == TokenType::UserDefined || t == TokenType::Unknown;
   }
   std::string decode_piece(int32_t id) const;
   void encode_text(std::string_view text, bool fragment_start, std::vector<int32_t>& out) const {
@@ -173,7 +176,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
   if (add_special && im.spec.add_bos) out.push_back(im.spec.bos_id);
   // Special tokens are cut out of the text before it is encoded, as llama.cpp does: user-defined
   // tokens always (they are ordinary vocabulary that the model's BPE could not build), control
-  // tokens (BOS, chat markers) only with parse_special, so plain text never smuggles them in.
+  // and unknown tokens (BOS, chat markers, <unk>) only with parse_special, so plain text never
+  // smuggles them in.
   // SentencePiece adds its dummy prefix after each special token, as llama.cpp.
   size_t fragment = 0;
   bool fragment_start = true;

@@ -6,11 +6,14 @@
 //   - SentencePiece-style: byte_fallback, normalizer Replace(" " -> "▁") + Prepend("▁"), or a
 //     Metaspace pre-tokenizer (Llama 2, TinyLlama).
 // Everything else is refused with the file and the part named: silently ignoring a normalizer or
-// pre-tokenizer step would produce plausible but wrong token ids.
+// pre-tokenizer step would produce plausible but wrong token ids. Token types: added tokens are
+// control (special) or user-defined (not special); the model's unk_token, when it is not an added
+// token, unknown. The files mpq writes (tokenizer_hf_writer.cpp) read back to the same spec.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include <nlohmann/json.hpp>
@@ -141,6 +144,34 @@ void template_specials(const json& node, std::string& bos, std::string& eos) {
   }
 }
 
+// tokenizer_config.json's chat_template: a string, or (transformers 4.4x) a list of
+// {"name", "template"} of which the one named "default" is the template. mpq keeps one
+// template; the other named ones (tool use, RAG) are reported as dropped.
+std::string config_chat_template(const json& config, const std::string& path) {
+  if (!config.contains("chat_template") || config.at("chat_template").is_null()) return "";
+  const json& t = config.at("chat_template");
+  if (t.is_string()) return t.get<std::string>();
+  if (!t.is_array()) fail(path, "chat_template is neither a string nor a list of named templates");
+  std::string chosen, dropped;
+  for (const json& entry : t) {
+    if (!entry.is_object() || !entry.contains("name") || !entry.at("name").is_string() ||
+        !entry.contains("template") || !entry.at("template").is_string()) {
+      fail(path, "chat_template list entry is not {\"name\": ..., \"template\": ...}");
+    }
+    const std::string name = entry.at("name").get<std::string>();
+    if (name == "default") {
+      chosen = entry.at("template").get<std::string>();
+    } else {
+      dropped += (dropped.empty() ? "" : ", ") + name;
+    }
+  }
+  if (!dropped.empty()) {
+    std::fprintf(stderr, "mpq: warning: %s: named chat templates not kept (only \"default\"): %s\n",
+                 path.c_str(), dropped.c_str());
+  }
+  return chosen;
+}
+
 TokenizerSpec spec_from_json(const json& root, const json& config, const std::string& path) {
   TokenizerSpec spec;
   const json& model = root.at("model");
@@ -156,10 +187,12 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
   for (const auto& [text, id] : model.at("vocab").items()) {
     by_id[id.get<int64_t>()] = {text, TokenType::Normal};
   }
+  std::set<int64_t> added_ids;
   for (const json& added : root.value("added_tokens", json::array())) {
     const int64_t id = added.at("id").get<int64_t>();
     by_id[id] = {added.at("content").get<std::string>(),
                  added.value("special", false) ? TokenType::Control : TokenType::UserDefined};
+    added_ids.insert(id);
   }
   if (by_id.empty()) fail(path, "model.vocab is empty");
   if (by_id.begin()->first != 0 || by_id.rbegin()->first != static_cast<int64_t>(by_id.size()) - 1) {
@@ -176,13 +209,21 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
     return it == ids.end() ? -1 : it->second;
   };
 
+  // Merges as (left, right). The "a b" form splits at the first space after the first character
+  // (a token can start with a space); the [a, b] form also holds tokens with spaces inside
+  // (Gemma's whitespace tokens).
+  std::vector<std::pair<std::string, std::string>> merges;
   for (const json& m : model.at("merges")) {
+    const std::string what = "merge " + std::to_string(merges.size());
     if (m.is_string()) {
-      spec.merges.push_back(m.get<std::string>());
+      const std::string text = m.get<std::string>();
+      const size_t sp = text.find(' ', 1);
+      if (sp == std::string::npos) fail(path, what + " '" + text + "' is not 'left right'");
+      merges.emplace_back(text.substr(0, sp), text.substr(sp + 1));
     } else if (m.is_array() && m.size() == 2) {
-      spec.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+      merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
     } else {
-      fail(path, "merge " + std::to_string(spec.merges.size()) + " is neither \"a b\" nor [a, b]");
+      fail(path, what + " is neither \"a b\" nor [a, b]");
     }
   }
   if (model.contains("unk_token") && model.at("unk_token").is_string()) {
@@ -209,19 +250,15 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
     // gives the same order. Tokens no merge produces are only ever single characters or added
     // tokens, whose score never decides a merge; they get the lowest score.
     spec.scores.assign(spec.tokens.size(), -1e30f);
-    for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
-      const std::string& m = spec.merges[rank];
-      const size_t sp = m.find(' ', 1);
-      const std::string what = "merge " + std::to_string(rank) + " '" + m + "'";
-      if (sp == std::string::npos) fail(path, what + " is not 'left right'");
-      const std::string left = m.substr(0, sp), right = m.substr(sp + 1);
+    for (size_t rank = 0; rank < merges.size(); ++rank) {
+      const auto& [left, right] = merges[rank];
+      const std::string what = "merge " + std::to_string(rank) + " '" + left + " " + right + "'";
       for (const std::string& t : {left, right, left + right}) {
         if (id_of(t) < 0) fail(path, what + " names unknown token '" + t + "'");
       }
       float& score = spec.scores[id_of(left + right)];
       if (score == -1e30f) score = -static_cast<float>(rank);
     }
-    spec.merges.clear();
     for (size_t id = 0; id < spec.tokens.size(); ++id) {
       const std::string& t = spec.tokens[id];
       if (spec.token_types[id] == TokenType::Normal && t.size() == 6 && t.starts_with("<0x") &&
@@ -232,6 +269,15 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
     spec.pre_name = "tokenizer.json (SentencePiece BPE)";
   } else if (pre.byte_level) {
     spec.kind = TokenizerSpec::Kind::ByteLevelBpe;
+    // TokenizerSpec keeps byte-level merges as "left right"; byte-level tokens hold no plain
+    // space (it is mapped to U+0120), so the first space after the first character splits them.
+    for (const auto& [left, right] : merges) {
+      if (right.find(' ') != std::string::npos || left.find(' ', 1) != std::string::npos) {
+        fail(path, "merge " + std::to_string(spec.merges.size()) + " ['" + left + "', '" + right +
+                       "'] has a space inside a byte-level token");
+      }
+      spec.merges.push_back(left + " " + right);
+    }
     spec.add_space_prefix = false;
     spec.pre_regexes = pre.regexes;
     spec.pre_name = "tokenizer.json (byte-level BPE)";
@@ -239,7 +285,10 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
     fail(path, "BPE model is neither byte-level (ByteLevel pre_tokenizer) nor SentencePiece-style "
                "(byte_fallback / Metaspace)");
   }
-  if (spec.unk_id >= 0) spec.token_types[spec.unk_id] = TokenType::Unknown;
+  // The model's unk_token is the unknown token, unless it is also an added token: then it keeps
+  // the added token's type (SmolLM2's <|endoftext|> is a control token that byte-level BPE also
+  // uses for bytes it has no token for).
+  if (spec.unk_id >= 0 && !added_ids.count(spec.unk_id)) spec.token_types[spec.unk_id] = TokenType::Unknown;
 
   // Special tokens and add_bos/add_eos: tokenizer_config.json first, then the post-processor,
   // then the defaults of HF's LlamaTokenizer (BOS only) / GPT-2 (nothing).
@@ -273,16 +322,25 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
 
 TokenizerSpec tokenizer_spec_from_hf_json(const std::string& path) {
   const json root = read_json_file(path);
-  const std::filesystem::path config_path =
-      std::filesystem::path(path).parent_path() / "tokenizer_config.json";
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  const std::filesystem::path config_path = dir / "tokenizer_config.json";
   json config = json::object();
   if (std::filesystem::exists(config_path)) config = read_json_file(config_path.string());
+  if (!config.is_object()) config = json::object();
+  TokenizerSpec spec;
   try {
     if (!root.is_object() || !root.contains("model")) fail(path, "no \"model\" section");
-    return spec_from_json(root, config.is_object() ? config : json::object(), path);
+    spec = spec_from_json(root, config, path);
   } catch (const json::exception& e) {
     fail(path, std::string("malformed tokenizer.json: ") + e.what());
   }
+  const std::filesystem::path jinja = dir / "chat_template.jinja";
+  if (std::filesystem::exists(jinja)) {
+    spec.chat_template = read_file(jinja.string(), "chat template");
+  } else {
+    spec.chat_template = config_chat_template(config, config_path.string());
+  }
+  return spec;
 }
 
 }  // namespace mpq

@@ -96,6 +96,7 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& gguf) {
   }
   spec.pad_id = special_id(gguf, "tokenizer.ggml.padding_token_id", -1);
   spec.add_eos = gguf.get_bool("tokenizer.ggml.add_eos_token", false);
+  spec.chat_template = gguf.get_string("tokenizer.chat_template", "");
   return spec;
 }
 
@@ -290,6 +291,7 @@ void write_tokenizer_gguf(const TokenizerSpec& spec, const std::string& path) {
   w.set("tokenizer.ggml.add_bos_token", gguf_bool(spec.add_bos));
   w.set("tokenizer.ggml.add_eos_token", gguf_bool(spec.add_eos));
   w.set("tokenizer.ggml.add_space_prefix", gguf_bool(spec.add_space_prefix));
+  if (!spec.chat_template.empty()) w.set("tokenizer.chat_template", gguf_string(spec.chat_template));
   w.finish();
 }
 
