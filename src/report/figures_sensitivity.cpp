@@ -381,7 +381,7 @@ Section shapley_section(const ReportData& d) {
   bars.width = kFigureWidth;
   bars.height = 340;
   bars.x_label = layers ? "layer" : "tensor (layer.projection)";
-  bars.y.label = "share of the held-out KL (nats/token)";
+  bars.y.label = "Shapley value (nats/token)";
   for (const auto& p : players) bars.categories.push_back(short_player(p));
   bars.series.push_back(bar_series("Shapley value (mean over permutations)", svg::categorical(0, 2), value, value_se));
   if (fitted.size() == n) bars.series.push_back(bar_series("quadratic fit a + ½Σb", svg::categorical(1, 2), fitted, fitted_se));

@@ -80,6 +80,12 @@ void draw_references(Document& doc, const std::vector<ReferenceLine>& refs, cons
   }
 }
 
+// The label font size, smaller than kLabelFont when the label would be longer than `room` px.
+double fitting_font(const std::string& label, double room) {
+  const double w = text_width(label, kLabelFont);
+  return w <= room ? kLabelFont : std::max(8.0, kLabelFont * room / w);
+}
+
 std::string default_hover(const std::string& series, double x, double y) {
   return (series.empty() ? "" : series + ": ") + format_number(x, 4) + ", " + format_number(y, 4);
 }
@@ -134,7 +140,7 @@ std::string render(const XYChart& c) {
   if (!c.title.empty()) doc.text(px0, 22, c.title, kTitleFont, "start", "font-weight=\"bold\"");
   draw_axes(doc, xs, ys, xt, yt, px0, px1, py0, py1);
   if (!c.x.label.empty()) doc.text((px0 + px1) / 2, c.height - 10, c.x.label, kLabelFont, "middle");
-  if (!c.y.label.empty()) doc.text(16, (py0 + py1) / 2, c.y.label, kLabelFont, "middle", "", -90);
+  if (!c.y.label.empty()) doc.text(16, (py0 + py1) / 2, c.y.label, fitting_font(c.y.label, py1 - py0), "middle", "", -90);
   draw_references(doc, c.references, ys, px0, px1, py0, py1);
 
   const auto visible = [&](const Point& p) {
@@ -293,7 +299,7 @@ std::string render(const BarChart& c) {
     doc.text(px0 - 8, y + 4, t.label, kTickFont, "end");
   }
   doc.line(px0, py0, px0, py1, kAxis, 1);
-  if (!c.y.label.empty()) doc.text(16, (py0 + py1) / 2, c.y.label, kLabelFont, "middle", "", -90);
+  if (!c.y.label.empty()) doc.text(16, (py0 + py1) / 2, c.y.label, fitting_font(c.y.label, py1 - py0), "middle", "", -90);
 
   const double inner = band * (n > 60 ? 0.9 : 0.78);
   const size_t ns = std::max<size_t>(1, c.series.size());
