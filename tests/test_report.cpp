@@ -275,6 +275,14 @@ TEST(Svg, ChartsParseAsXmlWithAHoverTitleOnEveryMark) {
   EXPECT_EQ(g.colour_bar.colour(1e-4), "#440154");
 }
 
+TEST(ReportCli, RefusesWhatIsNotARunDirectory) {
+  TempDir tmp;
+  mpq::test::expect_one_line_error(run_mpq("report " + tmp.file("nowhere"), tmp), tmp.file("nowhere"), "not a directory");
+  fs::create_directories(tmp.file("empty"));
+  mpq::test::expect_one_line_error(run_mpq("report " + tmp.file("empty"), tmp), tmp.file("empty") + "/run.json", "");
+  EXPECT_FALSE(fs::exists(tmp.file("empty") + "/report.html"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // A real run directory
 
@@ -338,16 +346,15 @@ json make_run_json(const std::string& dir, const std::string& chosen, bool with_
           {"commands", {"mpq auto " + kGguf + " --bits 4.5 --out run", "mpq report run <&>"}}};
 }
 
-// Two run directories built once for the suite: `run` (fisher, output, channels; plans; a plan
-// kept) and `run_shapley` (kld and shapley on three formats; a uniform scheme kept).
+// Run directories: `run` (fisher, output, channels; plans; a plan kept), built once for the
+// suite, and `run_shapley` (kld and shapley on three formats; a uniform scheme kept).
 class ReportRun : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!fs::exists(kGguf) || !fs::exists(kTiny)) return;
     root_ = new TempDirHolder();
-    const std::string run = root_->dir.file("run"), run2 = root_->dir.file("run_shapley");
+    const std::string run = root_->dir.file("run");
     fs::create_directories(run + "/plans");
-    fs::create_directories(run2);
     const std::string calib = " --calib " + q(kTiny) + " --calib-samples 4 --calib-len 64 --quiet";
     must_run("analyze " + q(kGguf) + calib + " --methods fisher,output,channels --out " + q(run + "/sensitivity.json"),
              root_->dir);
@@ -357,12 +364,20 @@ class ReportRun : public ::testing::Test {
     must_run("plan " + q(run + "/sensitivity.json") + " --method channels --bits 4.5 --out " +
                  q(run + "/plans/channels.json"),
              root_->dir);
-    must_run("analyze " + q(kGguf) + calib +
-                 " --methods fisher,kld,shapley --formats int8_channel,int4_g128,int2_g64 --heldout-samples 2"
-                 " --heldout-len 64 --shapley-permutations 8 --out " + q(run2 + "/sensitivity.json"),
-             root_->dir);
     std::ofstream(run + "/run.json") << make_run_json(run, "knapsack-fisher", true).dump(1);
+  }
+  // The second run directory, made by the one test that needs it (ctest runs every test in a
+  // process of its own, each setting the suite up again).
+  static std::string make_run2() {
+    const std::string run2 = root_->dir.file("run_shapley");
+    fs::create_directories(run2);
+    must_run("analyze " + q(kGguf) + " --calib " + q(kTiny) +
+                 " --calib-samples 4 --calib-len 64 --quiet --methods fisher,kld,shapley"
+                 " --formats int8_channel,int4_g128,int2_g64 --heldout-samples 2 --heldout-len 64"
+                 " --shapley-permutations 8 --out " + q(run2 + "/sensitivity.json"),
+             root_->dir);
     std::ofstream(run2 + "/run.json") << make_run_json(run2, "uniform-int4_g128", false).dump(1);
+    return run2;
   }
   static void TearDownTestSuite() {
     delete root_;
@@ -372,7 +387,6 @@ class ReportRun : public ::testing::Test {
     if (!root_) GTEST_SKIP() << "stories260K or tiny.txt missing under " << mpq::test::shared_dir();
   }
   static std::string run_dir() { return root_->dir.file("run"); }
-  static std::string run2_dir() { return root_->dir.file("run_shapley"); }
   // A copy of `src` in `tmp` (tests that change files must not touch the shared run).
   static std::string copy_run(const std::string& src, const TempDir& tmp) {
     const std::string dst = tmp.file("copy");
@@ -414,7 +428,8 @@ TEST_F(ReportRun, IsValidXhtmlWithEveryFigure) {
 }
 
 TEST_F(ReportRun, ShapleyRunDrawsShapleyAndInteractions) {
-  const std::string html = mpq::render_report(run2_dir());
+  const std::string run2 = make_run2();
+  const std::string html = mpq::render_report(run2);
   Xml x(html);
   ASSERT_TRUE(x.ok()) << x.errors;
   for (const char* id : {"fig-shapley", "fig-interactions", "interactions", "fig-sensitivity", "fig-allocation",
@@ -424,7 +439,7 @@ TEST_F(ReportRun, ShapleyRunDrawsShapleyAndInteractions) {
   // The sensitivity heatmap uses the best cost measured: kld.
   EXPECT_NE(html.find("Cost used: <b>kld"), std::string::npos);
   // 5 layer players × 2 series of bars, each with an error bar and hover text naming the player.
-  const json s = json::parse(slurp(run2_dir() + "/sensitivity.json"));
+  const json s = json::parse(slurp(run2 + "/sensitivity.json"));
   const auto values = s["shapley"]["estimate"]["value"];
   for (size_t i = 0; i < values.size(); ++i) {
     const std::string player = s["shapley"]["players"][i];

@@ -215,6 +215,7 @@ std::string render_report(const std::string& run_dir) {
 }
 
 void write_report(const std::string& run_dir, const std::string& out_arg, bool force) {
+  check(std::filesystem::is_directory(run_dir), run_dir, "is not a directory (a run directory of mpq auto is expected)");
   const std::string out = out_arg.empty() ? default_report_path(run_dir) : out_arg;
   const OutputRules rules{report_inputs(run_dir), force};
   check_output_file(out, rules, file_with_magic(kReportMagic));
