@@ -131,10 +131,10 @@ Section sensitivity_section(const ReportData& d) {
     }
   }
   // Small multiples: about four panels a row, cells no narrower than 8 px.
-  grid.cell_width = std::clamp((kFigureWidth / 4 - 90) / n_layers, 8.0, 30.0);
+  grid.cell_width = std::clamp((kFigureWidth / 4 - 70) / n_layers, 7.0, 30.0);
   grid.cell_height = 15;
-  const double panel_w = 60 + grid.cell_width * n_layers;
-  grid.panel_columns = std::clamp(static_cast<int>((kFigureWidth - 40) / (panel_w + 28)), 1, 6);
+  const double panel_w = 44 + grid.cell_width * n_layers;  // row labels + tiles
+  grid.panel_columns = std::clamp(static_cast<int>((kFigureWidth + 28) / (panel_w + 28)), 1, 6);
   grid.note = "Grey dot: not measured, or 0. Colours share one scale across panels.";
 
   // The most sensitive tensors, at the format nearest the kept model's bits per weight.

@@ -29,7 +29,7 @@ h3 { font-size: 16px; margin: 20px 0 6px; }
 p { margin: 6px 0 10px; }
 code, pre { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 13px; }
 pre { background: #f6f6f6; border: 1px solid #e2e2e2; padding: 10px; overflow-x: auto; white-space: pre-wrap;
-      word-break: break-all; }
+      overflow-wrap: anywhere; line-height: 1.6; }
 figure { margin: 10px 0 18px; }
 figcaption { font-size: 13px; color: #444; margin-top: 4px; max-width: 1000px; }
 svg { max-width: 100%; height: auto; display: block; }
@@ -60,6 +60,14 @@ std::string number_cell(const std::string& key, const std::optional<double>& v, 
   const std::string exact = nlohmann::json(*v).dump();
   return "<td class=\"num\" data-key=\"" + key + "\" data-value=\"" + esc(exact) + "\" title=\"" + esc(exact + unit) +
          "\">" + esc(shown) + "</td>";
+}
+
+// "134.5 M", "1.24 B", "260032".
+std::string count_text(uint64_t n) {
+  const double v = static_cast<double>(n);
+  if (v >= 1e9) return num(v / 1e9, 4) + " B";
+  if (v >= 1e6) return num(v / 1e6, 4) + " M";
+  return std::to_string(n);
 }
 
 std::string fixed(double v, int decimals) {
@@ -197,7 +205,7 @@ std::string render_report(const std::string& run_dir) {
                   "<meta name=\"generator\" content=\"mpq report\"/>\n<title>" + esc(title) + "</title>\n<style>" + kCss +
                   "</style>\n</head>\n<body>\n";
   h += "<h1>" + esc("mpq auto — " + std::filesystem::path(run.model_path).filename().string()) + "</h1>\n";
-  h += "<p>" + esc(run.model_path) + " (" + esc(run.arch) + ", " + esc(num(static_cast<double>(run.parameters), 4)) +
+  h += "<p>" + esc(run.model_path) + " (" + esc(run.arch) + ", " + esc(count_text(run.parameters)) +
        " parameters) quantized to a budget of <b>" + esc(run.budget_describe()) + "</b> for " + esc(run.target) + "; " +
        std::to_string(run.candidates.size()) + " candidates measured.</p>\n";
   h += summary(run);

@@ -436,7 +436,9 @@ std::string render(const TileGrid& g) {
           doc.rect(x + 0.5, y + 0.5, w - 1, bh - 0.5, t.band_fill);
         }
         if (!t.text.empty() && text_width(t.text, 9) <= w - 2 && h >= 11) {
-          const std::string& under = t.fill.empty() ? std::string("#eeeeee") : t.fill;
+          // The colour under the text's middle: the band when it reaches past half the tile.
+          const bool on_band = !t.band_fill.empty() && std::clamp(t.band_fraction * h, 3.0, h) > h / 2;
+          const std::string under = on_band ? t.band_fill : t.fill.empty() ? std::string("#eeeeee") : t.fill;
           doc.text(x + w / 2, y + h / 2 + 3.5 + (t.band_fill.empty() ? 0 : 2), t.text, 9, "middle",
                    "fill=\"" + text_colour_on(under) + "\"");
         }
