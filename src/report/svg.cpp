@@ -434,12 +434,6 @@ void Document::end_group() {
   --open_groups_;
 }
 
-std::string Document::unique_id(const std::string& stem) {
-  return (id_.empty() ? std::string("svg") : id_) + "-" + stem + "-" + std::to_string(next_id_++);
-}
-
-void Document::define(const std::string& markup) { defs_ += markup + "\n"; }
-
 std::string Document::str() const {
   std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\"";
   if (!id_.empty()) s += " id=\"" + escape(id_) + "\"";
@@ -447,7 +441,6 @@ std::string Document::str() const {
        coord(height_) + "\" role=\"img\" font-family=\"DejaVu Sans, Liberation Sans, Arial, sans-serif\"" +
        " font-size=\"12\" fill=\"#222222\">\n";
   if (!title_.empty()) s += title_element(title_) + "\n";
-  if (!defs_.empty()) s += "<defs>\n" + defs_ + "</defs>\n";
   s += "<rect x=\"0\" y=\"0\" width=\"" + coord(width_) + "\" height=\"" + coord(height_) + "\" fill=\"#ffffff\"/>\n";
   s += body_;
   for (int i = 0; i < open_groups_; ++i) s += "</g>\n";

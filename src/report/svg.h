@@ -116,18 +116,12 @@ class Document {
   // A <g> with a hover title that applies to everything inside it until end_group().
   void begin_group(const std::string& hover = "", const std::string& attrs = "");
   void end_group();
-  // A unique id inside this document (prefixed with the document id, so several inline SVGs in
-  // one page do not collide).
-  std::string unique_id(const std::string& stem);
-  // Adds raw markup to <defs> (patterns, gradients).
-  void define(const std::string& markup);
 
   std::string str() const;  // the <svg> element
 
  private:
   double width_, height_;
-  std::string id_, title_, body_, defs_;
-  int next_id_ = 0;
+  std::string id_, title_, body_;
   int open_groups_ = 0;
 };
 
