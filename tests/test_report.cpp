@@ -561,6 +561,21 @@ TEST_F(ReportRun, ChannelSplitPlanShowsSplitTiles) {
   EXPECT_EQ(x.find("//*[@id='fig-allocation']//s:text[starts-with(., 'channel split')]").size(), 1u);
 }
 
+TEST_F(ReportRun, LlamaCppKeptModelHasNoAllocationAndSaysWhy) {
+  TempDir tmp;
+  const std::string dir = copy_run(run_dir(), tmp);
+  json run = json::parse(slurp(dir + "/run.json"));
+  run["chosen"] = "llama.cpp-Q4_K_M";
+  std::ofstream(dir + "/run.json") << run.dump(1);
+  Xml x(mpq::render_report(dir));
+  ASSERT_TRUE(x.ok()) << x.errors;
+  EXPECT_EQ(x.find("//*[@id='allocation-omitted']").size(), 1u);
+  EXPECT_EQ(x.find("//*[@id='fig-allocation']").size(), 0u);
+  EXPECT_EQ(x.find("//*[@id='fig-bits-per-layer']").size(), 0u);
+  EXPECT_EQ(x.find("//*[@id='fig-frontier']").size(), 1u);
+  EXPECT_EQ(attr(x.find("//h:tr[@data-name='llama.cpp-Q4_K_M']")[0], "class"), "chosen");
+}
+
 TEST_F(ReportRun, ReferencesNothingOutside) {
   const std::string html = mpq::render_report(run_dir());
   Xml x(html);
