@@ -8,7 +8,8 @@ MPQ_MODELS="${MPQ_MODELS:-$MPQ_ROOT/models}"
 
 # Debian packages the build needs.
 MPQ_APT_PACKAGES=(cmake g++ make pkg-config python3 python3-pip
-  libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libgtest-dev libbenchmark-dev)
+  libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libgtest-dev libbenchmark-dev
+  libxml2-dev)  # libxml2-dev: tests only (the report parsed as XML)
 
 mpq_install_packages() {
   local missing=()

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "mpq/error.h"
 #include "plan/planner.h"
+#include "report/svg.h"
 
 namespace mpq::cli {
 namespace {
@@ -96,44 +97,30 @@ struct ParetoArgs {
   std::string range;  // LO:HI:STEP bits per weight
 };
 
-// The predicted frontier as an SVG line chart: bits/weight against predicted cost.
-std::string frontier_svg(const std::vector<std::pair<double, double>>& points, const std::string& title) {
-  const double w = 640, h = 400, left = 70, bottom = 50, top = 30, right = 20;
-  double x0 = points.front().first, x1 = points.front().first, y0 = 0, y1 = points.front().second;
-  for (auto [x, y] : points) x0 = std::min(x0, x), x1 = std::max(x1, x), y1 = std::max(y1, y);
-  if (x1 == x0) x1 = x0 + 1;
-  if (y1 == y0) y1 = y0 + 1;
-  auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * (w - left - right); };
-  auto py = [&](double y) { return h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom); };
-  char buf[256];
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"400\" font-family=\"sans-serif\" font-size=\"12\">\n";
-  svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  std::snprintf(buf, sizeof buf, "<text x=\"%g\" y=\"18\">%s</text>\n", left, title.c_str());
-  svg += buf;
-  std::snprintf(buf, sizeof buf, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", left, h - bottom, w - right, h - bottom);
-  svg += buf;
-  std::snprintf(buf, sizeof buf, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", left, top, left, h - bottom);
-  svg += buf;
-  for (int i = 0; i <= 4; ++i) {  // axis labels
-    const double x = x0 + (x1 - x0) * i / 4, y = y0 + (y1 - y0) * i / 4;
-    std::snprintf(buf, sizeof buf, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%.2f</text>\n", px(x), h - bottom + 18, x);
-    svg += buf;
-    std::snprintf(buf, sizeof buf, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n", left - 6, py(y) + 4, y);
-    svg += buf;
-  }
-  std::snprintf(buf, sizeof buf, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">bits per weight (Linear)</text>\n", (left + w - right) / 2, h - 10);
-  svg += buf;
-  svg += "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"2\" points=\"";
+// The predicted frontier as an SVG line chart (report/svg.h): bits/weight against predicted cost,
+// on a log axis when every cost is positive.
+std::string frontier_svg(const std::vector<std::pair<double, double>>& points, const std::string& title,
+                         const std::string& cost) {
+  svg::XYChart chart;
+  chart.title = title;
+  chart.width = 720;
+  chart.height = 440;
+  chart.x.label = "bits per weight (Linear)";
+  chart.y.log = std::all_of(points.begin(), points.end(), [](const auto& p) { return p.second > 0; });
+  chart.y.label = "predicted " + cost + " cost" + (chart.y.log ? " (log scale)" : "");
+  svg::Series series;
+  series.name = "plans";
+  series.colour = svg::categorical(0, 1);
+  series.line = true;
   for (auto [x, y] : points) {
-    std::snprintf(buf, sizeof buf, "%.1f,%.1f ", px(x), py(y));
-    svg += buf;
+    svg::Point p;
+    p.x = x;
+    p.y = y;
+    p.hover = svg::format_number(x, 5) + " bits/weight: predicted " + cost + " " + svg::format_number(y, 4);
+    series.points.push_back(p);
   }
-  svg += "\"/>\n";
-  for (auto [x, y] : points) {
-    std::snprintf(buf, sizeof buf, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"steelblue\"/>\n", px(x), py(y));
-    svg += buf;
-  }
-  return svg + "</svg>\n";
+  chart.series.push_back(series);
+  return svg::render(chart);
 }
 
 int run_pareto(const ParetoArgs& args) {
@@ -150,6 +137,7 @@ int run_pareto(const ParetoArgs& args) {
   StagedDirectory staged(args.plan.out, "pareto");
   std::string csv = "budget_bits_per_weight,bits_per_weight,linear_bytes,predicted_objective,plan\n";
   std::vector<std::pair<double, double>> points;
+  std::string cost = args.plan.cost;  // as the plans name it (channels: salience)
   for (int i = 0; lo + i * step <= hi + 1e-9; ++i) {
     const double budget = lo + i * step;
     req.bits = budget;
@@ -168,11 +156,12 @@ int run_pareto(const ParetoArgs& args) {
                   static_cast<unsigned long long>((plan.total_bits + 7) / 8), plan.predicted_objective, name);
     csv += line;
     points.emplace_back(plan.bits_per_weight, plan.predicted_objective);
+    if (!plan.cost.empty()) cost = plan.cost;
   }
   check(!points.empty(), "--bits-range", "no budget in the range admits a plan");
   write_file_atomically(staged.path("frontier.csv"), csv);
   write_file_atomically(staged.path("frontier.svg"),
-                        frontier_svg(points, args.plan.method + ": predicted " + args.plan.cost + " cost vs bits/weight"));
+                        frontier_svg(points, args.plan.method + ": predicted " + cost + " cost vs bits/weight", cost));
   staged.commit(rules);
   std::printf("%s: %zu plans, frontier.csv, frontier.svg\n", args.plan.out.c_str(), points.size());
   return 0;
