@@ -35,7 +35,11 @@ int run_quantize(const QuantizeArgs& args) {
   write.rules.force = args.force;
   write.rules.inputs = {args.model.path, args.model.tokenizer_path, args.plan_path};
   write.rules.inputs.insert(write.rules.inputs.end(), args.calib.files.begin(), args.calib.files.end());
-  check_output_dir(args.out, write.rules);
+  if (is_gguf_output(args.out)) {
+    check_output_file(args.out, write.rules, is_mpq_gguf);
+  } else {
+    check_output_dir(args.out, write.rules);
+  }
   if (args.embedding_dtype == "bf16") {
     write.embedding_dtype = DType::BF16;
   } else if (args.embedding_dtype == "f16") {
@@ -61,7 +65,7 @@ int run_quantize(const QuantizeArgs& args) {
 
   Model model = load_model_from_args(args.model);
   if (scheme) {
-    plan = uniform_plan(model, *scheme, head, parse_target(args.target.empty() ? "compressed-tensors" : args.target));
+    plan = uniform_plan(model, *scheme, head, parse_target(!args.target.empty() ? args.target : is_gguf_output(args.out) ? "llama.cpp" : "compressed-tensors"));
     for (const auto& [change, count] : plan->solver["fallbacks"].items()) {
       std::fprintf(stderr, "mpq: note: %s for %d tensors (the target %s needs it)\n", change.c_str(), count.get<int>(),
                    plan->target.c_str());
@@ -74,13 +78,14 @@ int run_quantize(const QuantizeArgs& args) {
   write_model(model, args.out, write);
 
   const std::string what = write.report["provenance"]["scheme"].get<std::string>();
-  const uint64_t file_bytes = std::filesystem::file_size(args.out + "/model.safetensors");
+  const std::string file = is_gguf_output(args.out) ? args.out : args.out + "/model.safetensors";
+  const uint64_t file_bytes = std::filesystem::file_size(file);
   if (args.json) {
     print_json({{"out", args.out}, {"scheme", what}, {"bits_per_weight", report.bits_per_weight},
                 {"seconds", report.seconds}, {"file_bytes", file_bytes}});
   } else {
-    std::printf("%s: %s, %.4f bits per Linear weight, model.safetensors %.1f MB, %.1f s\n", args.out.c_str(),
-                what.c_str(), report.bits_per_weight, file_bytes / 1e6, report.seconds);
+    std::printf("%s: %s, %.4f bits per Linear weight, %s %.1f MB, %.1f s\n", args.out.c_str(), what.c_str(),
+                report.bits_per_weight, std::filesystem::path(file).filename().c_str(), file_bytes / 1e6, report.seconds);
   }
   return 0;
 }
@@ -101,7 +106,7 @@ Registrar quantize_cmd{{"quantize", "quantize every decoder Linear layer with on
                                          "quantize the output head too (RTN), e.g. int8_channel or bf16; a tied "
                                          "head stays tied and also serves as the embedding (default: keep it)");
                           app.add_option("--target", args->target,
-                                         "engines the result must run in (--scheme): compressed-tensors (default), "
+                                         "engines the result must run in (--scheme): compressed-tensors (default for a directory), llama.cpp (default for .gguf), "
                                          "transformers, vllm-cpu, mpq, or a comma list; a format a tensor cannot take "
                                          "falls back to the same kind with smaller groups, said on stderr");
                           app.add_option("--out", args->out, "output directory")->required();

@@ -99,5 +99,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path,
 // tokenizer.mpq.pre_regexes so that any pre-tokenizer round-trips). Quantized model directories
 // made from GGUF or llama2.c sources carry their tokenizer this way. Written atomically.
 void write_tokenizer_gguf(const TokenizerSpec& spec, const std::string& path);
+// The tokenizer.ggml.* (and tokenizer.chat_template) keys of `spec`, as llama.cpp reads them.
+class GgufWriter;
+void add_tokenizer_metadata(GgufWriter& writer, const TokenizerSpec& spec);
 
 }  // namespace mpq

@@ -38,6 +38,10 @@ std::vector<uint8_t> mxfp4_to_ggml(const QuantizedMatrix& q);
 // ggml MXFP4 blocks of a [rows, cols] tensor -> mxfp4. Throws on a 0xFF scale.
 QuantizedMatrix mxfp4_from_ggml(const uint8_t* blocks, int64_t rows, int64_t cols);
 
+// ggml's type id of NVFP4 blocks (64 values in 36 bytes), which mpq writes but reads only with
+// its "<name>.scale" tensor.
+inline constexpr uint32_t kGgmlNvfp4Type = 40;
+
 // An nvfp4 matrix as llama.cpp holds it: the blocks and the tensor factor (the "<name>.scale"
 // tensor; 1 when the matrix's tensor scale is 1, and then a writer may omit the tensor).
 struct GgmlNvfp4 {

@@ -48,6 +48,10 @@ struct Checkpoint {
 // GGUF; any other file as a llama2.c checkpoint. Throws mpq::Error naming the file.
 Checkpoint open_checkpoint(const std::string& path);
 
+// llama.cpp's GGUF name of a Hugging Face tensor name ("model.layers.3.mlp.down_proj.weight" ->
+// "blk.3.ffn_down.weight"), "" when there is none. The inverse of what the GGUF reader maps.
+std::string gguf_tensor_name(const std::string& hf_name);
+
 // Per-layout openers (used by open_checkpoint).
 Checkpoint open_gguf_checkpoint(const std::string& path);
 Checkpoint open_hf_checkpoint(const std::string& dir);

@@ -596,6 +596,14 @@ void GgufWriter::set(const std::string& key, GgufValue value) {
 
 void GgufWriter::add_tensor(const std::string& name, DType dtype,
                             const std::vector<int64_t>& shape, const void* data, uint64_t nbytes) {
+  const DTypeTraits& traits = dtype_traits(dtype);
+  const std::optional<uint64_t> block = dtype_nbytes(dtype, traits.block_size);
+  if (!block) fail(path_, "tensor " + quoted(name) + ": type " + traits.name + " cannot be written");
+  add_tensor(name, ggml_type_of(dtype), traits.block_size, static_cast<int>(*block), shape, data, nbytes);
+}
+
+void GgufWriter::add_tensor(const std::string& name, uint32_t ggml_type, int block_values, int block_bytes,
+                            const std::vector<int64_t>& shape, const void* data, uint64_t nbytes) {
   const std::string where = "tensor " + quoted(name);
   if (shape.empty() || shape.size() > kMaxDims) {
     fail(path_, where + ": needs 1.." + std::to_string(kMaxDims) + " dimensions");
@@ -605,21 +613,20 @@ void GgufWriter::add_tensor(const std::string& name, DType dtype,
     if (d <= 0) fail(path_, where + ": dimension " + std::to_string(d) + " is not positive");
     if (__builtin_mul_overflow(numel, d, &numel)) fail(path_, where + ": element count overflows");
   }
-  const DTypeTraits& traits = dtype_traits(dtype);
-  if (shape.back() % traits.block_size != 0) {
-    fail(path_, where + ": row length " + std::to_string(shape.back()) +
-                    " is not a multiple of the " + traits.name + " block size");
+  if (block_values <= 0 || block_bytes <= 0 || shape.back() % block_values != 0) {
+    fail(path_, where + ": row length " + std::to_string(shape.back()) + " is not a multiple of the type's block of " +
+                    std::to_string(block_values));
   }
-  const std::optional<uint64_t> expected = dtype_nbytes(dtype, numel);
-  if (!expected || *expected != nbytes) {
-    fail(path_, where + ": got " + std::to_string(nbytes) + " bytes for " +
-                    std::to_string(numel) + " " + traits.name + " values");
+  const uint64_t expected = static_cast<uint64_t>(numel / block_values) * static_cast<uint64_t>(block_bytes);
+  if (expected != nbytes) {
+    fail(path_, where + ": got " + std::to_string(nbytes) + " bytes for " + std::to_string(numel) +
+                    " values of ggml type " + std::to_string(ggml_type));
   }
   for (const PendingTensor& t : tensors_) {
     if (t.name == name) fail(path_, "duplicate tensor name " + quoted(name));
   }
   const auto* bytes = static_cast<const uint8_t*>(data);
-  tensors_.push_back({name, dtype, shape, std::vector<uint8_t>(bytes, bytes + nbytes)});
+  tensors_.push_back({name, ggml_type, shape, std::vector<uint8_t>(bytes, bytes + nbytes)});
 }
 
 void GgufWriter::finish() {
@@ -650,7 +657,7 @@ void GgufWriter::finish() {
     head.put_string(t.name);
     head.put<uint32_t>(static_cast<uint32_t>(t.shape.size()));
     for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) head.put<uint64_t>(*it);
-    head.put<uint32_t>(ggml_type_of(t.dtype));
+    head.put<uint32_t>(t.ggml_type);
     data_size = align_up(data_size, alignment_);
     offsets.push_back(data_size);
     head.put<uint64_t>(data_size);

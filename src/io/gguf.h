@@ -91,12 +91,17 @@ class GgufWriter {
   // `shape` outermost first (as TensorRecord); `data` must hold dtype_nbytes(dtype, numel) bytes.
   void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
                   const void* data, uint64_t nbytes);
+  // A tensor of any ggml type given by id and block geometry (`block_values` values in
+  // `block_bytes` bytes; the innermost dimension must be whole blocks), for types mpq writes
+  // without reading them back as a DType (ggml NVFP4).
+  void add_tensor(const std::string& name, uint32_t ggml_type, int block_values, int block_bytes,
+                  const std::vector<int64_t>& shape, const void* data, uint64_t nbytes);
   void finish();
 
  private:
   struct PendingTensor {
     std::string name;
-    DType dtype;
+    uint32_t ggml_type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> bytes;
   };

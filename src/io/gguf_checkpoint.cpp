@@ -58,6 +58,24 @@ std::string hf_name(const std::string& gguf_name) {
 
 }  // namespace
 
+std::string gguf_tensor_name(const std::string& hf) {
+  for (const auto& row : kGlobalNames) {
+    if (hf == row.hf) return row.gguf;
+  }
+  const std::string prefix = "model.layers.";
+  if (hf.rfind(prefix, 0) == 0) {
+    const size_t dot = hf.find('.', prefix.size());
+    if (dot != std::string::npos) {
+      const std::string layer = hf.substr(prefix.size(), dot - prefix.size());
+      const std::string suffix = hf.substr(dot + 1);
+      for (const auto& row : kLayerNames) {
+        if (suffix == row.hf) return "blk." + layer + "." + row.gguf;
+      }
+    }
+  }
+  return "";
+}
+
 Checkpoint open_gguf_checkpoint(const std::string& path) {
   auto gguf = std::make_shared<GgufFile>(path);
   Checkpoint ck;

@@ -8,6 +8,7 @@
 #include "io/compressed_tensors.h"
 #include "io/model_writer.h"
 #include "io/safetensors.h"
+#include "io/tokenizer_hf_writer.h"
 #include "mpq/error.h"
 #include "mpq/tokenizer.h"
 
@@ -83,12 +84,29 @@ OutputRules with_source(const Model& model, OutputRules rules) {
 
 }  // namespace
 
+bool is_gguf_output(const std::string& out) {
+  return out.size() > 5 && out.compare(out.size() - 5, 5, ".gguf") == 0;
+}
+
 void check_model_output(const Model& model, const std::string& out, const ModelWriteOptions& options) {
+  if (is_gguf_output(out)) {
+    check_output_file(out, with_source(model, options.rules), is_mpq_gguf);
+    return;
+  }
   check_output_dir(out, with_source(model, options.rules));
+  // The tokenizer files are built (not written) now: one that cannot be written exactly fails
+  // before any quantization work.
+  if (model.tokenizer && !(model.source_layout == "hf" && fs::exists(fs::path(model.source_path) / "tokenizer.json"))) {
+    hf_tokenizer_files(model.tokenizer->spec(), model.source_path, model.config.max_context);
+  }
 }
 
 void write_model(const Model& model, const std::string& out, const ModelWriteOptions& options) {
-  write_hf_directory(model, out, options);
+  if (is_gguf_output(out)) {
+    write_gguf_model(model, out, options);
+  } else {
+    write_hf_directory(model, out, options);
+  }
 }
 
 void write_hf_directory(const Model& model, const std::string& out_dir, const ModelWriteOptions& options) {
@@ -242,13 +260,20 @@ void write_hf_files(const Model& model, const ModelWriteOptions& options, Staged
   write_text(staged.path("config.json"), config.dump(2) + "\n");
   if (model.tokenizer) {
     write_tokenizer_gguf(model.tokenizer->spec(), staged.path("tokenizer.gguf"));
-    if (model.source_layout == "hf") {
-      for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    // The tokenizer as transformers loads it: the source's own files when it is a Hugging Face
+    // directory that has them, else written from the tokenizer mpq runs (io/tokenizer_hf_writer.h).
+    const fs::path source_json = fs::path(model.source_path) / "tokenizer.json";
+    if (model.source_layout == "hf" && fs::exists(source_json)) {
+      for (const char* name : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                               "special_tokens_map.json", "chat_template.jinja"}) {
         const fs::path src = fs::path(model.source_path) / name;
         std::error_code ec;
         if (fs::exists(src)) fs::copy_file(src, staged.path(name), ec);
         if (ec) fail(out_dir, std::string("cannot copy ") + src.string() + ": " + ec.message());
       }
+    } else {
+      write_hf_tokenizer_files(model.tokenizer->spec(), model.source_path, c.max_context,
+                               [&](const std::string& name) { return staged.path(name); });
     }
   }
   write_text(staged.path("mpq_report.json"), report.dump(2) + "\n");

@@ -2,9 +2,11 @@
 // writer. Every writer is fed the same in-memory Model and follows io/output.h's rules (staged,
 // atomic, never over an input or over files mpq did not write).
 //
-//   DIR   a Hugging Face directory: config.json (with a compressed-tensors quantization_config
-//         when Linear layers are quantized), model.safetensors, the tokenizer and mpq_report.json
-//         (docs/FORMAT.md).
+//   DIR         a Hugging Face directory: config.json (with a compressed-tensors
+//               quantization_config when Linear layers are quantized), model.safetensors, the
+//               tokenizer files and mpq_report.json (docs/FORMAT.md).
+//   NAME.gguf   a GGUF file llama.cpp runs (io/gguf_writer.cpp): ggml types per tensor, the
+//               source's architecture and tokenizer metadata, mpq's report under "mpq.report".
 #pragma once
 
 #include <string>
@@ -34,5 +36,11 @@ void write_model(const Model& model, const std::string& out, const ModelWriteOpt
 
 // The Hugging Face directory writer (write_model's choice for a directory name).
 void write_hf_directory(const Model& model, const std::string& out_dir, const ModelWriteOptions& options);
+// The GGUF writer (write_model's choice for a name ending in ".gguf").
+void write_gguf_model(const Model& model, const std::string& path, const ModelWriteOptions& options);
+// True when `path` is a GGUF file mpq wrote (general.quantized_by = "mpq"): what an output may replace.
+bool is_mpq_gguf(const std::string& path);
+// True when `out` names a GGUF output.
+bool is_gguf_output(const std::string& out);
 
 }  // namespace mpq

@@ -267,8 +267,18 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path,
 
 void write_tokenizer_gguf(const TokenizerSpec& spec, const std::string& path) {
   GgufWriter w(path);
-  const bool spm = spec.kind == TokenizerSpec::Kind::SentencePiece;
   w.set("general.architecture", gguf_string("tokenizer"));
+  add_tokenizer_metadata(w, spec);
+  // mpq's own keys: the exact pre-tokenizer of specs llama.cpp has no name for.
+  if (spec.kind == TokenizerSpec::Kind::ByteLevelBpe) {
+    w.set("tokenizer.mpq.pre_regexes", gguf_string_array(spec.pre_regexes));
+    w.set("tokenizer.mpq.ignore_merges", gguf_bool(spec.ignore_merges));
+  }
+  w.finish();
+}
+
+void add_tokenizer_metadata(GgufWriter& w, const TokenizerSpec& spec) {
+  const bool spm = spec.kind == TokenizerSpec::Kind::SentencePiece;
   w.set("tokenizer.ggml.model", gguf_string(spm ? "llama" : "gpt2"));
   w.set("tokenizer.ggml.tokens", gguf_string_array(spec.tokens));
   if (!spec.scores.empty()) w.set("tokenizer.ggml.scores", gguf_f32_array(spec.scores));
@@ -278,8 +288,6 @@ void write_tokenizer_gguf(const TokenizerSpec& spec, const std::string& path) {
   if (!spm) {
     w.set("tokenizer.ggml.merges", gguf_string_array(spec.merges));
     w.set("tokenizer.ggml.pre", gguf_string(spec.pre_name.empty() ? "default" : spec.pre_name));
-    w.set("tokenizer.mpq.pre_regexes", gguf_string_array(spec.pre_regexes));
-    w.set("tokenizer.mpq.ignore_merges", gguf_bool(spec.ignore_merges));
   }
   auto set_id = [&](const char* key, int32_t id) {
     if (id >= 0) w.set(key, gguf_u32(static_cast<uint32_t>(id)));
@@ -292,7 +300,6 @@ void write_tokenizer_gguf(const TokenizerSpec& spec, const std::string& path) {
   w.set("tokenizer.ggml.add_eos_token", gguf_bool(spec.add_eos));
   w.set("tokenizer.ggml.add_space_prefix", gguf_bool(spec.add_space_prefix));
   if (!spec.chat_template.empty()) w.set("tokenizer.chat_template", gguf_string(spec.chat_template));
-  w.finish();
 }
 
 }  // namespace mpq

@@ -16,7 +16,8 @@ struct EngineRow {
 constexpr EngineRow kEngines[] = {{Engine::Mpq, "mpq"},
                                   {Engine::CompressedTensors, "compressed-tensors"},
                                   {Engine::Transformers, "transformers"},
-                                  {Engine::VllmCpu, "vllm-cpu"}};
+                                  {Engine::VllmCpu, "vllm-cpu"},
+                                  {Engine::LlamaCpp, "llama.cpp"}};
 
 const char* engine_name(Engine e) {
   for (const auto& row : kEngines) {
@@ -60,6 +61,17 @@ bool engine_accepts(Engine e, WeightFormatId format, int64_t rows, int64_t cols,
       if (f.group_size % 2 != 0) return no(std::string(f.name) + ": odd group size");
       if (rows % 32 != 0 || cols % 32 != 0) return no("both dimensions must be multiples of 32");
       return true;
+    }
+    case Engine::LlamaCpp: {
+      std::string reason;
+      if (is_ggml_format(f)) {
+        if (!format_accepts(format, rows, cols, &reason)) return no(reason);
+        return true;
+      }
+      if (f.value_kind == ValueKind::Half) return true;
+      if (format == WeightFormatId::MXFP4) return cols % 32 == 0 || no("mxfp4 needs rows of whole 32-value blocks");
+      if (format == WeightFormatId::NVFP4) return cols % 64 == 0 || no("nvfp4 needs rows of whole 64-value blocks");
+      return no(std::string(f.name) + " has no ggml type");
     }
   }
   return no("unknown engine");
@@ -112,6 +124,18 @@ Target parse_target(const std::string& text, const std::string& where) {
 std::optional<WeightFormatId> fallback_format(WeightFormatId format, int64_t rows, int64_t cols, const Target& target) {
   if (target.accepts(format, rows, cols)) return format;
   const WeightFormatTraits& f = weight_format(format);
+  if (is_ggml_format(f)) {
+    // llama-quantize's fallback chain when a row is not whole blocks (src/llama-quant.cpp).
+    static const std::pair<WeightFormatId, WeightFormatId> kChain[] = {
+        {WeightFormatId::Q2_K, WeightFormatId::Q4_0}, {WeightFormatId::Q3_K, WeightFormatId::Q4_0},
+        {WeightFormatId::Q4_K, WeightFormatId::Q5_0}, {WeightFormatId::Q5_K, WeightFormatId::Q5_1},
+        {WeightFormatId::Q6_K, WeightFormatId::Q8_0}, {WeightFormatId::IQ4_XS, WeightFormatId::IQ4_NL}};
+    for (const auto& [from, to] : kChain) {
+      if (from == format && target.accepts(to, rows, cols)) return to;
+    }
+    if (target.accepts(WeightFormatId::F16, rows, cols)) return WeightFormatId::F16;
+    return std::nullopt;
+  }
   std::optional<WeightFormatId> best;
   int best_group = -1;
   for (const WeightFormatTraits& g : weight_formats()) {

@@ -13,6 +13,8 @@
 //   vllm-cpu           runs in vLLM's CPU build (0.32): 4-bit integer weights only, groups even and
 //                      dividing the row, both dimensions multiples of 32; q/k/v and gate/up of a
 //                      layer in one format (vLLM fuses them)
+//   llama.cpp          a GGUF file llama.cpp runs: ggml block types on rows of whole blocks,
+//                      bf16/f16, mxfp4 (rows of 32s) and nvfp4 (rows of 64s) in ggml's layouts
 // A comma list ("transformers,vllm-cpu") is the intersection: every engine must run the result.
 #pragma once
 
@@ -24,7 +26,7 @@
 
 namespace mpq {
 
-enum class Engine { Mpq, CompressedTensors, Transformers, VllmCpu };
+enum class Engine { Mpq, CompressedTensors, Transformers, VllmCpu, LlamaCpp };
 
 struct Target {
   std::vector<Engine> engines;  // never empty
@@ -39,9 +41,11 @@ struct Target {
 // mpq::Error naming `where` for an unknown engine.
 Target parse_target(const std::string& text, const std::string& where = "--target");
 
-// The format a tensor takes when `format` is asked for and `target` refuses it: the same kind of
-// format (value type, bits, symmetry, scale type) with the largest group the target accepts for
-// the shape (llama.cpp's fallback types, by rule); nullopt when there is none.
+// The format a tensor takes when `format` is asked for and `target` refuses it: for ggml types,
+// llama-quantize's own fallback (q2_K/q3_K -> q4_0, q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0,
+// iq4_xs -> iq4_nl, then f16); for the others the same kind of format (value type, bits,
+// symmetry, scale type) with the largest group the target accepts for the shape; nullopt when
+// there is none.
 std::optional<WeightFormatId> fallback_format(WeightFormatId format, int64_t rows, int64_t cols, const Target& target);
 
 }  // namespace mpq

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "io/output.h"
+#include "plan/target.h"
 #include "io/read_file.h"
 #include "mpq/error.h"
 #include "quant/scheme.h"
@@ -100,7 +101,6 @@ const std::set<std::string> kCandidateKeys = {"name",     "kind",       "method"
                                               "seconds"};
 const std::set<std::string> kSecondsKeys = {"quantize", "evaluate"};
 const std::set<std::string> kKinds = {"plan", "uniform", "llama.cpp"};
-const std::set<std::string> kTargets = {"mpq", "transformers", "vllm-cpu", "llama.cpp"};
 
 std::string joined(const std::set<std::string>& s) {
   std::string out;
@@ -260,8 +260,7 @@ RunRecord run_from_json(const json& j, const std::string& where) {
     else run.budget_bytes = budget.count("bytes");
 
     run.target = top.string("target");
-    check(kTargets.count(run.target) > 0, where + ": target",
-          "unknown target \"" + run.target + "\" (valid: " + joined(kTargets) + ")");
+    run.target = parse_target(run.target, where + ": target").name();
 
     const Reader calib(top["calibration"], where + ": calibration", kCalibrationKeys);
     run.calib_files = calib.strings("files");
