@@ -181,7 +181,11 @@ std::map<std::string, StoredModule> quantized_module_formats(const Checkpoint& c
     fail(where, "quantization_config has no mpq module list: only quantized models written by mpq "
                 "can be loaded so far");
   }
-  for (const auto& [module, entry] : modules->items()) {
+  for (const auto& item : modules->items()) {
+    // Named copies, not structured bindings: the lambda below captures them (Clang 14 does not
+    // capture structured bindings).
+    const std::string& module = item.key();
+    const nlohmann::json& entry = item.value();
     if (!entry.is_object() || !entry.contains("format") || !entry["format"].is_string()) {
       fail(where, "quantization_config.mpq.modules['" + module + "'] has no format");
     }
