@@ -12,6 +12,7 @@
 
 #include "fuzz_model_util.h"
 #include "fuzz_util.h"
+#include "json_mutator.h"
 #include "mpq/model.h"
 #include "fuzz_specs.h"
 
@@ -56,4 +57,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::run_short_forward(model);
   });
   return 0;
+}
+
+// JSON-aware mutations (json_mutator.h).
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned seed) {
+  using mpq::fuzz::FileKind;
+  return mpq::fuzz::mutate_files(data, size, max_size, seed, {FileKind::Json});
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fuzz_util.h"
+#include "json_mutator.h"
 #include "plan/plan.h"
 
 using namespace mpq;
@@ -58,4 +59,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   });
   return 0;
+}
+
+// JSON-aware mutations (json_mutator.h).
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned seed) {
+  using mpq::fuzz::FileKind;
+  return mpq::fuzz::mutate_files(data, size, max_size, seed, {FileKind::Json});
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "fuzz_util.h"
+#include "json_mutator.h"
 #include "plan/planner.h"
 
 using namespace mpq;
@@ -38,4 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::accepts([&] { make_plan(input, request); });
   }
   return 0;
+}
+
+// JSON-aware mutations (json_mutator.h).
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned seed) {
+  using mpq::fuzz::FileKind;
+  return mpq::fuzz::mutate_files(data, size, max_size, seed, {FileKind::Json, FileKind::Binary});
 }
