@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "mpq/error.h"
@@ -71,6 +72,16 @@ double get_number(const json& config, const char* key, double fallback, const st
   return it->get<double>();
 }
 
+// A number the model keeps as a float and that must be > 0: refused when it is not, or when it
+// does not fit a float (it would become infinite).
+float get_positive_float(const json& config, const char* key, double fallback, const std::string& where) {
+  const double v = get_number(config, key, fallback, where);
+  if (!(v > 0) || v > std::numeric_limits<float>::max()) {
+    fail(where, std::string("config field '") + key + "' must be a positive number, got " + std::to_string(v));
+  }
+  return static_cast<float>(v);
+}
+
 }  // namespace
 
 std::vector<float> llama3_rope_divisors(int head_dim, float theta, float factor,
@@ -134,8 +145,8 @@ ModelConfig parse_config(const json& config, const std::string& where) {
   c.max_context = has_value(config, "max_position_embeddings")
                       ? get_positive_int(config, "max_position_embeddings", where)
                       : 4096;
-  c.rms_eps = static_cast<float>(get_number(config, "rms_norm_eps", 1e-6, where));
-  c.rope_theta = static_cast<float>(get_number(config, "rope_theta", 10000.0, where));
+  c.rms_eps = get_positive_float(config, "rms_norm_eps", 1e-6, where);
+  c.rope_theta = get_positive_float(config, "rope_theta", 10000.0, where);
   c.tied_embeddings = get_bool(config, "tie_word_embeddings", false, where);
   // Sliding-window attention: mistral declares "sliding_window"; qwen2 only uses it when
   // "use_sliding_window" is true.
@@ -173,7 +184,6 @@ ModelConfig parse_config(const json& config, const std::string& where) {
   if (!explicit_head_dim && c.dim % c.n_heads != 0) {
     fail(where, "hidden_size is not a multiple of num_attention_heads");
   }
-  if (!(c.rms_eps > 0) || !(c.rope_theta > 0)) fail(where, "rms_norm_eps and rope_theta must be positive");
   const std::string hidden_act = get_string(config, "hidden_act", "silu", where);
   if (hidden_act != "silu") fail(where, "unsupported hidden_act '" + hidden_act + "' (expected silu)");
 
@@ -182,15 +192,20 @@ ModelConfig parse_config(const json& config, const std::string& where) {
     const json& s = *scaling_it;
     if (!s.is_object()) fail(where, "config field 'rope_scaling' must be an object");
     std::string type = get_string(s, "rope_type", get_string(s, "type", "", where), where);
-    const double factor = get_number(s, "factor", 1.0, where);
+    const std::string w = where + ": rope_scaling";
     if (type == "llama3") {
-      c.rope_freq_divisors = llama3_rope_divisors(
-          c.head_dim, c.rope_theta, static_cast<float>(factor),
-          static_cast<float>(get_number(s, "low_freq_factor", 1.0, where)),
-          static_cast<float>(get_number(s, "high_freq_factor", 4.0, where)),
-          static_cast<int>(get_number(s, "original_max_position_embeddings", 8192, where)));
+      // Positive factors, the band [low, high) not empty (its width divides), and an integer
+      // original context (a float one was converted with a plain cast).
+      const float factor = get_positive_float(s, "factor", 1.0, w);
+      const float low = get_positive_float(s, "low_freq_factor", 1.0, w);
+      const float high = get_positive_float(s, "high_freq_factor", 4.0, w);
+      if (!(high > low)) fail(w, "high_freq_factor must be larger than low_freq_factor");
+      const int original = has_value(s, "original_max_position_embeddings")
+                               ? get_positive_int(s, "original_max_position_embeddings", w)
+                               : 8192;
+      c.rope_freq_divisors = llama3_rope_divisors(c.head_dim, c.rope_theta, factor, low, high, original);
     } else if (type == "linear") {
-      c.rope_linear_factor = static_cast<float>(factor);
+      c.rope_linear_factor = get_positive_float(s, "factor", 1.0, w);
     } else if (type != "default" && !type.empty()) {
       fail(where, "unsupported rope_scaling type '" + type + "' (supported: llama3, linear)");
     }

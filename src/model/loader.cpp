@@ -168,7 +168,7 @@ struct StoredModule {
 
 // The modules stored quantized by mpq (config.json: quantization_config.mpq.modules) and their
 // formats. A quantization_config without that record came from another tool: refused clearly.
-std::map<std::string, StoredModule> quantized_module_formats(const Checkpoint& ck, const std::string& path) {
+std::map<std::string, StoredModule> quantized_module_formats_unchecked(const Checkpoint& ck, const std::string& path) {
   std::map<std::string, StoredModule> out;
   auto qc = ck.config.find("quantization_config");
   if (qc == ck.config.end() || qc->is_null()) return out;
@@ -198,6 +198,9 @@ std::map<std::string, StoredModule> quantized_module_formats(const Checkpoint& c
     };
     StoredModule m;
     m.format = format_of("format");
+    if (entry.contains("split") && !entry["split"].is_boolean()) {
+      fail(where, "module '" + module + "': split must be true or false");
+    }
     if (entry.value("split", false)) {
       m.split = true;
       m.high_format = format_of("high_format");
@@ -209,6 +212,15 @@ std::map<std::string, StoredModule> quantized_module_formats(const Checkpoint& c
     out[module] = m;
   }
   return out;
+}
+
+std::map<std::string, StoredModule> quantized_module_formats(const Checkpoint& ck, const std::string& path) {
+  try {
+    return quantized_module_formats_unchecked(ck, path);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of an unexpected JSON type ("split": 3, ...) that the checks above did not name.
+    fail(path + "/config.json", std::string("malformed quantization_config: ") + e.what());
+  }
 }
 
 }  // namespace
