@@ -11,9 +11,12 @@ MPQ_APT_PACKAGES=(cmake g++ make pkg-config python3 python3-pip
   libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libgtest-dev libbenchmark-dev
   libxml2-dev)  # libxml2-dev: tests only (the report parsed as XML)
 
+# mpq_install_packages [PACKAGE...]: installs the packages missing among those given (default:
+# MPQ_APT_PACKAGES).
 mpq_install_packages() {
-  local missing=()
-  for p in "${MPQ_APT_PACKAGES[@]}"; do
+  local wanted=("$@") missing=()
+  if [ ${#wanted[@]} -eq 0 ]; then wanted=("${MPQ_APT_PACKAGES[@]}"); fi
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then return 0; fi

@@ -4,6 +4,8 @@
 
 #include <bit>
 #include <cmath>
+#include <fstream>
+#include <string>
 
 #include "kernel/attention.h"
 #include "kernel/fast_exp.h"
@@ -26,6 +28,28 @@ double dot_bound(const float* w, const float* x, int64_t n) {
 }
 
 }  // namespace
+
+// cpu_has_f16c reads CPUID and XCR0 itself (Clang 14's __builtin_cpu_supports does not know
+// "f16c"). It must agree with what the kernel tells user space (/proc/cpuinfo lists f16c only when
+// the CPU has it and the OS enabled AVX state) and, under GCC, with GCC's own answer.
+TEST(KernelCpu, F16cDetectionAgreesWithTheOsAndGcc) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  bool listed = false, found_flags = false;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    found_flags = true;
+    listed = (line + " ").find(" f16c ") != std::string::npos;
+    break;
+  }
+  // AVX2 paths need F16C: a CPU without it must not be offered them.
+  if (!mpq::cpu_has_f16c()) EXPECT_FALSE(mpq::cpu_supports(mpq::Isa::Avx2));
+#if defined(__GNUC__) && !defined(__clang__)
+  EXPECT_EQ(mpq::cpu_has_f16c(), __builtin_cpu_supports("f16c") != 0);
+#endif
+  if (!found_flags) GTEST_SKIP() << "no /proc/cpuinfo flags line to compare with";
+  EXPECT_EQ(mpq::cpu_has_f16c(), listed);
+}
 
 TEST(KernelGemv, EveryIsaMatchesTheExactSum) {
   for (mpq::Isa isa : {mpq::Isa::Scalar, mpq::Isa::Avx2, mpq::Isa::Avx512}) {

@@ -338,7 +338,7 @@ TEST(TokenizerErrors, BadTokenizerJson) {
                        "pre_tokenizer": {"type": "ByteLevel"}})");
   expect_error([&] { mpq::tokenizer_spec_from_hf_json(path); }, {path, "gaps"});
   write_file(path, R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})");
-  expect_error([&] { mpq::tokenizer_spec_from_hf_json(path); }, {path, "malformed"});
+  expect_error([&] { mpq::tokenizer_spec_from_hf_json(path); }, {path, "model.vocab id of \"a\" must be an integer"});
   expect_error([&] { mpq::tokenizer_spec_from_hf_json(dir.file("absent.json")); }, {"absent.json"});
 }
 

@@ -22,6 +22,7 @@
 #include "io/read_file.h"
 #include "mpq/error.h"
 #include "mpq/tokenizer.h"
+#include "util/json_number.h"
 
 namespace mpq {
 
@@ -184,12 +185,16 @@ TokenizerSpec spec_from_json(const json& root, const json& config, const std::st
 
   // Vocabulary and added tokens, by id.
   std::map<int64_t, std::pair<std::string, TokenType>> by_id;
+  // Ids are JSON integers below INT32_MAX (a Tokenizer holds at most that many tokens).
+  constexpr int64_t kMaxId = INT32_MAX - 1;
   for (const auto& [text, id] : model.at("vocab").items()) {
-    by_id[id.get<int64_t>()] = {text, TokenType::Normal};
+    // The token quoted as JSON: control characters escaped, the message stays on one line.
+    const std::string token = json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+    by_id[json_integer(id, 0, kMaxId, path, "model.vocab id of " + token)] = {text, TokenType::Normal};
   }
   std::set<int64_t> added_ids;
   for (const json& added : root.value("added_tokens", json::array())) {
-    const int64_t id = added.at("id").get<int64_t>();
+    const int64_t id = json_integer(added.at("id"), 0, kMaxId, path, "added_tokens id");
     by_id[id] = {added.at("content").get<std::string>(),
                  added.value("special", false) ? TokenType::Control : TokenType::UserDefined};
     added_ids.insert(id);

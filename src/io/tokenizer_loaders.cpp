@@ -246,8 +246,9 @@ int32_t llama2c_checkpoint_vocab(const std::string& path) {
   for (int i = 0; i < 5; ++i) {
     if (header[i] <= 0 || header[i] > 1 << 20) return 0;
   }
-  const int32_t v = header[5] < 0 ? -header[5] : header[5];
-  return v > 0 && v <= 1 << 22 ? v : 0;
+  // In 64 bits: -INT32_MIN does not fit an int32.
+  const int64_t v = header[5] < 0 ? -int64_t{header[5]} : header[5];
+  return v > 0 && v <= 1 << 22 ? static_cast<int32_t>(v) : 0;
 }
 
 }  // namespace

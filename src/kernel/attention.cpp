@@ -15,8 +15,10 @@
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge source of their
 // masked forms, which -W(maybe-)uninitialized reports once inlined (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)  // a GCC bug; Clang has no -Wmaybe-uninitialized
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #define MPQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 #define MPQ_AVX512_INLINE __attribute__((target("avx512f,avx512bw,avx512vl,fma"), always_inline)) inline

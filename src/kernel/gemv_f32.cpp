@@ -1,5 +1,7 @@
 #include "kernel/gemv_f32.h"
 
+#include <cpuid.h>
+
 namespace mpq {
 namespace {
 
@@ -47,11 +49,26 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
+bool cpu_has_f16c() {
+  // CPUID leaf 1: ECX bit 29 is F16C, bit 27 OSXSAVE (the OS uses XSAVE, so XGETBV works). XCR0
+  // bits 1 and 2: the OS saves the SSE and AVX (YMM) state. GCC's libgcc decides the same way
+  // (F16C counts only when AVX is usable). XGETBV is spelled as bytes so that no -mxsave is needed.
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+    if ((ecx & bit_F16C) == 0 || (ecx & bit_OSXSAVE) == 0) return false;
+    unsigned xcr0_low = 0, xcr0_high = 0;
+    __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    return (xcr0_low & 0x6u) == 0x6u;
+  }();
+  return has;
+}
+
 bool cpu_supports(Isa isa) {
   switch (isa) {
     case Isa::Scalar: return true;
     case Isa::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case Isa::Avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");

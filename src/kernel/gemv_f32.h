@@ -13,6 +13,9 @@ enum class Isa : uint8_t { Scalar, Avx2, Avx512 };
 const char* isa_name(Isa isa);
 // True when this CPU can run `isa` (Avx2: AVX2, FMA and F16C, which every AVX2 CPU has).
 bool cpu_supports(Isa isa);
+// True when the CPU has F16C (half <-> float conversions) and the OS saves the YMM registers it
+// uses: the answer of GCC's __builtin_cpu_supports("f16c"), which Clang 14 does not know.
+bool cpu_has_f16c();
 // The widest instruction set this CPU supports.
 Isa best_isa();
 

@@ -298,7 +298,7 @@ void PackedFpMatrix::matmul_f32(Isa isa, const float* x, int64_t n_tokens, float
       break;
     case Isa::Avx2:
       // Every AVX2 CPU has F16C in practice; check it anyway rather than fault.
-      if (cpu_supports(Isa::Avx2) && __builtin_cpu_supports("f16c")) {
+      if (cpu_supports(Isa::Avx2) && cpu_has_f16c()) {
         return packed_fp_matmul_avx2(view_, call);
       }
       if (cpu_supports(Isa::Avx2)) return matmul_scalar(call);

@@ -17,7 +17,9 @@
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused source of their unmasked
 // forms, which -Wmaybe-uninitialized reports once they are inlined (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)  // a GCC bug; Clang has no -Wmaybe-uninitialized
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // Every function of this file that touches a zmm. Inlined into the kernels below.
 #define MPQ_AVX512_INLINE __attribute__((target("avx512f,avx512bw,fma,f16c"), always_inline)) inline

@@ -26,7 +26,9 @@
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge source of their
 // masked forms, which -Wmaybe-uninitialized reports once inlined (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)  // a GCC bug; Clang has no -Wmaybe-uninitialized
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // The target of every function of this file (AVX-512 as kernel/gemv_f32.h's Isa::Avx512).
 #define MPQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))

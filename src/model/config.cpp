@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "mpq/error.h"
@@ -72,6 +73,16 @@ double get_number(const json& config, const char* key, double fallback, const st
   return it->get<double>();
 }
 
+// A number the model keeps as a float and that must be > 0: refused when it is not, or when it
+// does not fit a float (it would become infinite).
+float get_positive_float(const json& config, const char* key, double fallback, const std::string& where) {
+  const double v = get_number(config, key, fallback, where);
+  if (!(v > 0) || v > std::numeric_limits<float>::max()) {
+    fail(where, std::string("config field '") + key + "' must be a positive number, got " + std::to_string(v));
+  }
+  return static_cast<float>(v);
+}
+
 }  // namespace
 
 std::vector<float> llama3_rope_divisors(int head_dim, float theta, float factor,
@@ -109,7 +120,7 @@ namespace {
 // or a skipped scaling runs without any error and gives a silently different model.
 void parse_rope(const json& config, ModelConfig& c, const std::string& where) {
   const bool has_theta = has_value(config, "rope_theta");
-  const double top_theta = get_number(config, "rope_theta", 10000.0, where);
+  const double top_theta = get_positive_float(config, "rope_theta", 10000.0, where);
   const json* params = nullptr;  // the RoPE object: rope_parameters (v5) or rope_scaling (v4)
   std::string params_key;
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
@@ -143,7 +154,7 @@ void parse_rope(const json& config, ModelConfig& c, const std::string& where) {
     }
   }
   if (p.contains("rope_theta")) {
-    const double theta = get_number(p, "rope_theta", 0.0, where);
+    const double theta = get_positive_float(p, "rope_theta", 10000.0, where + ": " + params_key);
     if (has_theta && theta != top_theta) {
       fail(where, "rope_theta (" + std::to_string(top_theta) + ") and " + params_key + ".rope_theta (" +
                       std::to_string(theta) + ") disagree");
@@ -161,11 +172,17 @@ void parse_rope(const json& config, ModelConfig& c, const std::string& where) {
     }
   };
   if (type == "llama3") {
-    c.rope_freq_divisors = llama3_rope_divisors(
-        c.head_dim, c.rope_theta, static_cast<float>(factor),
-        static_cast<float>(get_number(p, "low_freq_factor", 1.0, where)),
-        static_cast<float>(get_number(p, "high_freq_factor", 4.0, where)),
-        static_cast<int>(get_number(p, "original_max_position_embeddings", 8192, where)));
+    // Positive factors, the band [low, high) not empty (its width divides), and an integer
+    // original context (a float one was converted with a plain cast).
+    const std::string w = where + ": " + params_key;
+    const float llama3_factor = get_positive_float(p, "factor", 1.0, w);
+    const float low = get_positive_float(p, "low_freq_factor", 1.0, w);
+    const float high = get_positive_float(p, "high_freq_factor", 4.0, w);
+    if (!(high > low)) fail(w, "high_freq_factor must be larger than low_freq_factor");
+    const int original = has_value(p, "original_max_position_embeddings")
+                             ? get_positive_int(p, "original_max_position_embeddings", w)
+                             : 8192;
+    c.rope_freq_divisors = llama3_rope_divisors(c.head_dim, c.rope_theta, llama3_factor, low, high, original);
   } else if (type == "linear") {
     unused({"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
     if (!(factor > 0)) fail(where, params_key + ".factor must be positive");
@@ -211,7 +228,7 @@ ModelConfig parse_config(const json& config, const std::string& where) {
   c.max_context = has_value(config, "max_position_embeddings")
                       ? get_positive_int(config, "max_position_embeddings", where)
                       : 4096;
-  c.rms_eps = static_cast<float>(get_number(config, "rms_norm_eps", 1e-6, where));
+  c.rms_eps = get_positive_float(config, "rms_norm_eps", 1e-6, where);
   c.tied_embeddings = get_bool(config, "tie_word_embeddings", false, where);
   // Sliding-window attention: mistral declares "sliding_window"; qwen2 only uses it when
   // "use_sliding_window" is true.

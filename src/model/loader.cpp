@@ -235,7 +235,7 @@ struct StoredModules {
   bool any() const { return !modules.empty() || foreign.has_value(); }
 };
 
-StoredModules quantized_module_formats(const Checkpoint& ck, const std::string& path) {
+StoredModules quantized_module_formats_unchecked(const Checkpoint& ck, const std::string& path) {
   StoredModules stored;
   std::map<std::string, StoredModule>& out = stored.modules;
   auto qc = ck.config.find("quantization_config");
@@ -252,7 +252,11 @@ StoredModules quantized_module_formats(const Checkpoint& ck, const std::string& 
     return stored;
   }
   if (!modules->is_object()) fail(where, "quantization_config.mpq.modules is not an object");
-  for (const auto& [module, entry] : modules->items()) {
+  for (const auto& item : modules->items()) {
+    // Named copies, not structured bindings: the lambda below captures them (Clang 14 does not
+    // capture structured bindings).
+    const std::string& module = item.key();
+    const nlohmann::json& entry = item.value();
     if (!entry.is_object() || !entry.contains("format") || !entry["format"].is_string()) {
       fail(where, "quantization_config.mpq.modules['" + module + "'] has no format");
     }
@@ -265,6 +269,9 @@ StoredModules quantized_module_formats(const Checkpoint& ck, const std::string& 
     };
     StoredModule m;
     m.format = format_of("format");
+    if (entry.contains("split") && !entry["split"].is_boolean()) {
+      fail(where, "module '" + module + "': split must be true or false");
+    }
     if (entry.value("split", false)) {
       m.split = true;
       m.high_format = format_of("high_format");
@@ -276,6 +283,15 @@ StoredModules quantized_module_formats(const Checkpoint& ck, const std::string& 
     out[module] = m;
   }
   return stored;
+}
+
+StoredModules quantized_module_formats(const Checkpoint& ck, const std::string& path) {
+  try {
+    return quantized_module_formats_unchecked(ck, path);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of an unexpected JSON type ("split": 3, ...) that the checks above did not name.
+    fail(path + "/config.json", std::string("malformed quantization_config: ") + e.what());
+  }
 }
 
 }  // namespace

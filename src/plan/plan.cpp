@@ -11,10 +11,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
 #include "mpq/error.h"
+#include "util/json_number.h"
 
 namespace mpq {
 namespace {
@@ -38,8 +40,12 @@ Quantizer quantizer_named(const nlohmann::json& v, const std::string& where) {
 }  // namespace
 
 uint64_t PlanBudget::cap_bits(uint64_t weights) const {
-  if (bytes > 0) return bytes * 8;
-  return static_cast<uint64_t>(std::floor(static_cast<long double>(bits_per_weight) * weights + 1e-6L));
+  constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
+  if (bytes > 0) return bytes > kNoLimit / 8 ? kNoLimit : bytes * 8;
+  const long double cap = std::floor(static_cast<long double>(bits_per_weight) * weights + 1e-6L);
+  // A cap beyond any 64-bit count of bits limits nothing; converting it would be undefined.
+  if (!(cap < 18446744073709551616.0L)) return kNoLimit;
+  return static_cast<uint64_t>(cap);
 }
 
 std::string PlanBudget::describe() const {
@@ -92,33 +98,43 @@ nlohmann::json plan_to_json(const Plan& plan) {
 }
 
 Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
-  check(j.is_object(), where, "not a JSON object");
-  check(j.value("format", std::string()) == "mpq-plan", where, "not an mpq plan (\"format\" is not \"mpq-plan\")");
-  check(j.contains("version") && j["version"] == kPlanFileVersion, where,
-        "unsupported plan version (expected " + std::to_string(kPlanFileVersion) + ")");
-  // A key mpq does not know is refused, never skipped: it may change what the plan means.
-  static const std::set<std::string> kKeys = {"format", "version", "method", "cost", "budget", "bits_per_weight",
-                                              "total_bits", "total_bytes", "weights", "predicted_objective",
-                                              "solver", "sensitivity", "tensors", "unquantized", "head",
-                                              "target"};
-  for (const auto& [key, value] : j.items()) {
-    check(kKeys.count(key) > 0, where, "unknown key \"" + key + "\" (not an mpq plan key)");
-  }
   Plan p;
   p.path = where;
+  // Every access is inside the try: a field of another JSON type (a number where a string
+  // belongs, ...) is a malformed plan naming the file, not a bare nlohmann exception.
   try {
+    check(j.is_object(), where, "not a JSON object");
+    check(j.value("format", std::string()) == "mpq-plan", where, "not an mpq plan (\"format\" is not \"mpq-plan\")");
+    check(j.contains("version") && j["version"] == kPlanFileVersion, where,
+          "unsupported plan version (expected " + std::to_string(kPlanFileVersion) + ")");
+    // A key mpq does not know is refused, never skipped: it may change what the plan means.
+    static const std::set<std::string> kKeys = {"format", "version", "method", "cost", "budget", "bits_per_weight",
+                                                "total_bits", "total_bytes", "weights", "predicted_objective",
+                                                "solver", "sensitivity", "tensors", "unquantized", "head",
+                                                "target"};
+    for (const auto& [key, value] : j.items()) {
+      check(kKeys.count(key) > 0, where, "unknown key \"" + key + "\" (not an mpq plan key)");
+    }
     p.method = j.value("method", std::string());
     p.cost = j.value("cost", std::string());
     check(j.contains("budget") && j["budget"].is_object(), where, "missing \"budget\" object");
     const auto& b = j["budget"];
     const bool has_bits = b.contains("bits_per_weight"), has_bytes = b.contains("bytes");
     check(has_bits != has_bytes, where, "budget needs exactly one of \"bits_per_weight\" and \"bytes\"");
-    if (has_bits) p.budget.bits_per_weight = b["bits_per_weight"].get<double>();
-    else p.budget.bytes = b["bytes"].get<uint64_t>();
-    check(p.budget.bits_per_weight > 0 || p.budget.bytes > 0, where, "budget must be positive");
+    if (has_bits) {
+      p.budget.bits_per_weight = b["bits_per_weight"].get<double>();
+      check(p.budget.bits_per_weight > 0 && std::isfinite(p.budget.bits_per_weight), where,
+            "budget.bits_per_weight must be a positive number");
+    } else {
+      p.budget.bytes = static_cast<uint64_t>(json_integer(b["bytes"], 1, INT64_MAX, where, "budget.bytes"));
+    }
     p.bits_per_weight = j.value("bits_per_weight", 0.0);
-    p.total_bits = j.value("total_bits", uint64_t{0});
-    p.weights = j.value("weights", uint64_t{0});
+    const auto count = [&](const char* key) -> uint64_t {
+      if (!j.contains(key)) return 0;
+      return static_cast<uint64_t>(json_integer(j[key], 0, INT64_MAX, where, key));
+    };
+    p.total_bits = count("total_bits");
+    p.weights = count("weights");
     p.predicted_objective = j.value("predicted_objective", 0.0);
     if (j.contains("solver")) p.solver = j["solver"];
     if (j.contains("sensitivity")) p.sensitivity = j["sensitivity"];
@@ -143,10 +159,8 @@ Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
         e.high_format = format_named(t["high_format"], w);
         e.low_format = format_named(t["low_format"], w);
         check(t["high_channels"].is_array(), w, "high_channels must be an array");
-        for (const auto& c : t["high_channels"]) {
-          check(c.is_number_integer(), w, "high_channels must hold integers");
-          e.high_channels.push_back(c.get<int64_t>());
-        }
+        // Row indices, ints in ModuleChoice::high_rows; validate_plan checks them against the rows.
+        for (const auto& c : t["high_channels"]) e.high_channels.push_back(json_integer(c, 0, INT32_MAX, w, "high_channels entry"));
         std::sort(e.high_channels.begin(), e.high_channels.end());
         e.format = e.low_format;
       }

@@ -31,7 +31,8 @@ struct PlanEntry {
 struct PlanBudget {
   double bits_per_weight = 0;  // average over the quantized Linear weights, scales/zeros counted
   uint64_t bytes = 0;          // total storage of the quantized Linear weights
-  // The cap in bits for `weights` quantized Linear weights: floor(bits_per_weight * weights), or 8 * bytes.
+  // The cap in bits for `weights` quantized Linear weights: floor(bits_per_weight * weights), or 8 * bytes;
+  // UINT64_MAX (no limit) when that does not fit in 64 bits.
   uint64_t cap_bits(uint64_t weights) const;
   std::string describe() const;  // "4.5 bits/weight" / "90000000 bytes"
 };

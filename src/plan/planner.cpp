@@ -10,6 +10,7 @@
 
 #include "calib/sensitivity_file.h"
 #include "mpq/error.h"
+#include "util/json_number.h"
 
 namespace mpq {
 namespace {
@@ -21,6 +22,10 @@ uint64_t read_u64(const std::string& s, size_t at) {
 }
 
 const char* fname(WeightFormatId f) { return weight_format(f).name; }
+
+// Limits of what a sensitivity file may describe: layer indices and Linear dimensions.
+constexpr int64_t kMaxLayers = 1 << 16;
+constexpr int64_t kMaxDim = 1 << 24;
 
 // Fused class of a kind: 0 = q/k/v, 1 = gate/up, -1 = alone.
 int fused_class(const std::string& kind) {
@@ -40,13 +45,13 @@ ShapleyTerms shapley_terms(const SensitivityInput& in, const std::vector<int>& l
                            const std::vector<WeightFormatId>& formats) {
   const nlohmann::json& sh = in.shapley;
   check(sh.is_object(), in.path, "no Shapley analysis (run mpq analyze with --methods shapley)");
-  check(sh.value("player_kind", std::string()) == "layer", in.path,
-        "bqp needs a Shapley analysis over layer players (--shapley-players layers)");
-  check(sh.value("high", std::string()) == fname(formats[0]) && sh.value("low", std::string()) == fname(formats[1]),
-        "--formats", std::string("the Shapley analysis of ") + in.path + " is for " + sh.value("high", std::string("?")) +
-                         "," + sh.value("low", std::string("?")) + ", not " + fname(formats[0]) + "," + fname(formats[1]));
   ShapleyTerms terms;
   try {
+    check(sh.value("player_kind", std::string()) == "layer", in.path,
+          "bqp needs a Shapley analysis over layer players (--shapley-players layers)");
+    check(sh.value("high", std::string()) == fname(formats[0]) && sh.value("low", std::string()) == fname(formats[1]),
+          "--formats", std::string("the Shapley analysis of ") + in.path + " is for " + sh.value("high", std::string("?")) +
+                           "," + sh.value("low", std::string("?")) + ", not " + fname(formats[0]) + "," + fname(formats[1]));
     const auto& est = sh.at("estimate");
     const auto linear = est.at("linear").get<std::vector<double>>();
     const auto interaction = est.at("interaction").get<std::vector<std::vector<double>>>();
@@ -81,24 +86,27 @@ SensitivityInput read_sensitivity_input(const std::string& path, bool load_chann
   } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("not valid JSON: ") + e.what());
   }
-  check(j.is_object() && j.value("format", std::string()) == "mpq-sensitivity", path,
-        "not an mpq sensitivity file (\"format\" is not \"mpq-sensitivity\")");
-  check(j.value("version", 0) == kSensitivityFileVersion, path, "unsupported sensitivity file version");
   std::string bin;
+  // Every access is inside the try: a field of another JSON type is a malformed file naming the
+  // path, not a bare nlohmann exception. Numbers are read as checked integers (util/json_number.h).
   try {
+    check(j.is_object() && j.value("format", std::string()) == "mpq-sensitivity", path,
+          "not an mpq sensitivity file (\"format\" is not \"mpq-sensitivity\")");
+    check(j.contains("version") && j["version"] == kSensitivityFileVersion, path, "unsupported sensitivity file version");
     if (j.contains("model")) in.model = j["model"];
-    in.n_layers = in.model.value("n_layers", 0);
+    if (in.model.contains("n_layers")) in.n_layers = static_cast<int>(json_integer(in.model["n_layers"], 0, kMaxLayers, path, "model.n_layers"));
     if (j.contains("shapley")) in.shapley = j["shapley"];
     if (j.contains("formats")) in.formats = j["formats"].get<std::vector<std::string>>();
     check(j.contains("tensors") && j["tensors"].is_array(), path, "missing \"tensors\" array");
     for (const auto& t : j["tensors"]) {
       SensitivityTensor s;
       s.name = t.at("name").get<std::string>();
-      s.layer = t.at("layer").get<int>();
+      const std::string w = "tensor " + s.name;
+      s.layer = static_cast<int>(json_integer(t.at("layer"), 0, kMaxLayers - 1, path, w + ": layer"));
       s.kind = t.at("kind").get<std::string>();
-      s.rows = t.at("rows").get<int64_t>();
-      s.cols = t.at("cols").get<int64_t>();
-      check(s.rows > 0 && s.cols > 0, path, "tensor " + s.name + ": bad shape");
+      // Dimensions of a Linear layer: up to 2^24 each keeps every bit count far inside 64 bits.
+      s.rows = json_integer(t.at("rows"), 1, kMaxDim, path, w + ": rows");
+      s.cols = json_integer(t.at("cols"), 1, kMaxDim, path, w + ": cols");
       if (t.contains("fisher")) s.fisher = t["fisher"].get<std::map<std::string, double>>();
       if (t.contains("output")) s.output = t["output"].get<std::map<std::string, double>>();
       if (t.contains("kld")) s.kld = t["kld"].get<std::map<std::string, double>>();
@@ -112,9 +120,10 @@ SensitivityInput read_sensitivity_input(const std::string& path, bool load_chann
           check(read_u64(bin, 16) == bin.size() - kSensitivityBinHeaderBytes, bin_path,
                 "payload size differs from the header (truncated file?)");
         }
-        const uint64_t off = t["channels"].at("offset").get<uint64_t>();
-        const int64_t count = t["channels"].at("count").get<int64_t>();
-        check(count == s.rows && off + static_cast<uint64_t>(count) * 4 <= bin.size(), path,
+        const auto off = static_cast<uint64_t>(json_integer(t["channels"].at("offset"), 0, INT64_MAX, path, w + ": channels.offset"));
+        const int64_t count = json_integer(t["channels"].at("count"), 0, kMaxDim, path, w + ": channels.count");
+        // Compared without adding: offset + 4 * count could wrap around.
+        check(count == s.rows && off <= bin.size() && static_cast<uint64_t>(count) * 4 <= bin.size() - off, path,
               "tensor " + s.name + ": channel salience out of the sidecar's range");
         s.channels.resize(static_cast<size_t>(count));
         std::memcpy(s.channels.data(), bin.data() + off, static_cast<size_t>(count) * 4);
@@ -173,7 +182,9 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
     if (m == "tiers") formats = {WeightFormatId::BF16, WeightFormatId::FP8_E4M3_Channel, WeightFormatId::NVFP4};
     else if (m == "bqp" && shapley_cost && in.shapley.is_object()) {
       for (const char* key : {"high", "low"}) {
-        const auto id = weight_format_from_name(in.shapley.value(key, std::string()));
+        const auto it = in.shapley.find(key);
+        const auto id = it != in.shapley.end() && it->is_string() ? weight_format_from_name(it->get<std::string>())
+                                                                 : std::nullopt;
         check(id.has_value(), in.path, std::string("shapley section: unknown ") + key + " format");
         formats.push_back(*id);
       }

@@ -108,7 +108,7 @@ class GroupOptimizer {
         break;
       }
       // Target of the parameter update: t = x - e, e = shrink(x - x̂).
-      double sv = 0, st_ = 0, svv = 0, svt = 0, stt = 0;
+      double sv = 0, st_ = 0, svv = 0, svt = 0;
       for (int64_t j = 0; j < n_; ++j) {
         const double xr = st.s * (v_[j] - st.z);
         const double t = x_[j] - shrink_lp(x_[j] - xr, beta, p_);
@@ -117,7 +117,6 @@ class GroupOptimizer {
         st_ += t;
         svv += v * v;
         svt += v * t;
-        stt += t * t;
       }
       const double nn = static_cast<double>(n_);
       if (update_zero && update_scale) {
