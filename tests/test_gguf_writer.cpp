@@ -3,12 +3,17 @@
 // model in memory; formats with no ggml type are refused by name.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <filesystem>
+
+#include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
 #include "io/model_writer.h"
 #include "mpq/error.h"
 #include "mpq/model.h"
+#include "plan/llama_types.h"
+#include "plan/plan.h"
 #include "quant/quantize.h"
 #include "test_util.h"
 
@@ -89,4 +94,103 @@ TEST(GgufWriter, FormatsWithoutAGgmlTypeAreRefusedByName) {
   // The CLI: a scheme llama.cpp cannot run is refused before any work, naming the reason.
   const auto r = mpq::test::run_mpq("quantize '" + kGguf + "' --scheme int4_g32 --out '" + tmp.file("x.gguf") + "'", tmp);
   mpq::test::expect_one_line_error(r, "int4_g32", "ggml type");
+}
+
+// gguf_fixed_bytes (what a whole-file budget takes as fixed) plus the planned tensors' data,
+// each padded to the alignment, plus the report string is the written file's size exactly.
+TEST(GgufWriter, FixedBytesPlusPlannedTensorsIsTheFileSize) {
+  SKIP_WITHOUT_DATA();
+  mpq::test::TempDir tmp;
+  mpq::Model model = mpq::load_model(kGguf);
+  const uint64_t fixed = mpq::gguf_fixed_bytes(model);
+  mpq::Plan plan = mpq::uniform_plan(model, mpq::parse_scheme("q8_0"), mpq::parse_scheme("q5_0"),
+                                     mpq::parse_target("llama.cpp"));
+  mpq::QuantizeOptions options;
+  options.progress = false;
+  mpq::quantize(model, plan, options);
+  const std::string out = tmp.file("m.gguf");
+  mpq::write_model(model, out, {.report = {{"test", true}}});
+  const mpq::GgufFile file(out);
+  uint64_t planned = 0;
+  int n_planned = 0;
+  for (const mpq::TensorRecord& t : file.tensors()) {
+    if (t.dtype == mpq::DType::F32) continue;  // norms: part of the fixed bytes
+    planned += (t.nbytes + 31) / 32 * 32;
+    ++n_planned;
+  }
+  EXPECT_EQ(n_planned, 36);  // 35 Linear tensors and the tied head (token_embd)
+  const uint64_t report = file.get_string("mpq.report").size();
+  const uint64_t size = fs::file_size(out);
+  // The data section starts aligned; the report string moves the header's end by its length,
+  // rounded up to the alignment with the rest of the header.
+  EXPECT_LE(size, fixed + planned + (report + 31) / 32 * 32);
+  EXPECT_GE(size, fixed + planned + report - 32);
+}
+
+// A plan budgeting the whole file (mpq plan --file-size, --target llama.cpp) picks the head's
+// format, and mpq quantize writes a GGUF no larger than the budget; a budget the planner's
+// prediction was wrong about would be refused before writing (max_file_bytes).
+TEST(GgufWriter, FileSizePlanFitsAndIsEnforced) {
+  SKIP_WITHOUT_DATA();
+  mpq::test::TempDir tmp;
+  const std::string tiny = mpq::test::shared_dir() + "/text/tinystories-sample/tiny.txt";
+  const auto must = [&](const std::string& args) {
+    const auto r = mpq::test::run_mpq(args, tmp);
+    ASSERT_EQ(r.status, 0) << args << "\n" << r.err;
+  };
+  must("analyze '" + kGguf + "' --calib '" + tiny +
+       "' --calib-samples 4 --calib-len 64 --methods fisher --formats q8_0,q4_0,q5_0,iq4_nl,q4_K,f16 --quiet --out " +
+       tmp.file("s.json"));
+  const nlohmann::json s = nlohmann::json::parse(mpq::test::slurp(tmp.file("s.json")));
+  ASSERT_TRUE(s.contains("head") && s.contains("gguf")) << "the head's costs and the GGUF size record";
+  EXPECT_EQ(s["head"]["rows"], 512);
+  EXPECT_FALSE(s["head"]["fisher"].contains("q4_K")) << "64-wide rows take no k-quant";
+  const uint64_t budget = 280000;
+  must("plan " + tmp.file("s.json") + " --method knapsack --target llama.cpp --formats q8_0,q4_0,q5_0,iq4_nl,f16 "
+       "--file-size " + std::to_string(budget) + " --out " + tmp.file("p.json") + " --llama-tensor-types " +
+       tmp.file("types.txt"));
+  const mpq::Plan plan = mpq::read_plan(tmp.file("p.json"));
+  ASSERT_TRUE(plan.head.has_value());
+  EXPECT_EQ(plan.budget.file_bytes, budget);
+  EXPECT_LE(plan.solver["file"]["predicted_file_bytes_at_most"].get<uint64_t>(), budget);
+  must("quantize '" + kGguf + "' --plan " + tmp.file("p.json") + " --out " + tmp.file("m.gguf"));
+  EXPECT_LE(fs::file_size(tmp.file("m.gguf")), budget);
+  const mpq::GgufFile file(tmp.file("m.gguf"));
+  std::string head_type = mpq::dtype_name(file.find_tensor("token_embd.weight")->dtype);
+  for (char& c : head_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_EQ(head_type, mpq::weight_format(plan.head->format).name) << "the plan's head is the tied embedding";
+  // The tensor-type file names every planned tensor once, anchored, in llama.cpp's names.
+  const std::string types = mpq::test::slurp(tmp.file("types.txt"));
+  EXPECT_NE(types.find("^blk\\.0\\.attn_q\\.weight$="), std::string::npos);
+  EXPECT_NE(types.find("^token_embd\\.weight$="), std::string::npos);
+  EXPECT_NE(types.find("^blk\\.4\\.ffn_down\\.weight$=f16"), std::string::npos);
+  // Too small a file is refused by the planner with the reason.
+  const auto r = mpq::test::run_mpq("plan " + tmp.file("s.json") + " --method knapsack --target llama.cpp "
+                                    "--formats q8_0,q4_0,f16 --file-size 100000 --out " + tmp.file("p2.json"), tmp);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("cannot hold the model"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp.file("p2.json")));
+  // The writer's own check: a file over max_file_bytes is refused and nothing is written.
+  mpq::Model model = mpq::load_model(kGguf);
+  mpq::QuantizeOptions options;
+  options.progress = false;
+  mpq::quantize(model, plan, options);
+  EXPECT_THROW(mpq::write_model(model, tmp.file("small.gguf"), {.max_file_bytes = 1000}), mpq::Error);
+  EXPECT_FALSE(fs::exists(tmp.file("small.gguf")));
+}
+
+TEST(LlamaTensorTypes, AnchoredPatternsAndRefusals) {
+  mpq::Plan plan;
+  plan.tensors["model.layers.1.self_attn.q_proj"].format = mpq::WeightFormatId::Q4_0;
+  plan.tensors["model.layers.10.mlp.down_proj"].format = mpq::WeightFormatId::BF16;
+  plan.head = mpq::Scheme{mpq::WeightFormatId::Q8_0, mpq::Quantizer::Rtn};
+  const std::string t = mpq::llama_tensor_types(plan);
+  EXPECT_NE(t.find("^blk\\.1\\.attn_q\\.weight$=q4_0\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("^blk\\.10\\.ffn_down\\.weight$=bf16\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("^output\\.weight$=q8_0\n"), std::string::npos) << t;
+  plan.tensors["model.layers.1.self_attn.q_proj"].format = mpq::WeightFormatId::Int4_G128;
+  EXPECT_THROW(mpq::llama_tensor_types(plan), mpq::Error) << "int4_g128 has no llama.cpp type";
+  plan.tensors["model.layers.1.self_attn.q_proj"].format = mpq::WeightFormatId::Q4_0;
+  plan.tensors["model.layers.1.self_attn.q_proj"].split = true;
+  EXPECT_THROW(mpq::llama_tensor_types(plan), mpq::Error) << "a channel split has no llama.cpp type";
 }

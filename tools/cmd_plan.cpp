@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <cstdio>
+#include <fstream>
 #include <limits>
 
 #include "calib/sensitivity.h"
@@ -11,17 +12,25 @@
 #include "io/output.h"
 #include "common.h"
 #include "mpq/error.h"
+#include "plan/llama_types.h"
 #include "plan/planner.h"
 #include "report/svg.h"
 
 namespace mpq::cli {
 namespace {
 
+// First line of a --llama-tensor-types file: a PATTERN=TYPE item whose pattern matches no tensor
+// (llama-quantize has no comments), marking the file as mpq's.
+constexpr const char* kLlamaTypesHeader = "^mpq-plan-tensor-types$=f32";
+
 struct PlanArgs {
   std::string sensitivity;
   std::string method;
   double bits = std::numeric_limits<double>::quiet_NaN();
   std::string size;
+  std::string file_size;     // --file-size: the whole GGUF file
+  std::string head_format;   // --head-format
+  std::string llama_types;   // --llama-tensor-types FILE
   std::string formats;
   std::vector<std::string> pins;
   bool fused_same = false;
@@ -44,6 +53,8 @@ PlanRequest request_from(const PlanArgs& args) {
   req.method = args.method;
   if (!std::isnan(args.bits)) req.bits = args.bits;
   if (!args.size.empty()) req.bytes = parse_byte_size(args.size, "--size");
+  if (!args.file_size.empty()) req.file_bytes = parse_byte_size(args.file_size, "--file-size");
+  if (!args.head_format.empty()) req.head = parse_scheme(args.head_format, "--head-format");
   if (!args.formats.empty()) req.formats = parse_format_list(args.formats, "--formats");
   for (const auto& p : args.pins) req.pins.push_back(parse_pin(p));
   req.fused_same = args.fused_same;
@@ -55,10 +66,24 @@ PlanRequest request_from(const PlanArgs& args) {
 
 int run_plan(const PlanArgs& args) {
   check_output_file(args.out, plan_rules(args), json_with_format("mpq-plan"));
+  // The tensor-type file is plain text: only a file an earlier `mpq plan` wrote is replaced.
+  const auto types_file = [](const std::string& path) {
+    std::ifstream in(path);
+    std::string first;
+    return std::getline(in, first) && first.rfind(kLlamaTypesHeader, 0) == 0;
+  };
+  if (!args.llama_types.empty()) check_output_file(args.llama_types, plan_rules(args), types_file);
   const PlanRequest req = request_from(args);
   const SensitivityInput in = read_sensitivity_input(args.sensitivity, args.method == "channels");
   const Plan plan = make_plan(in, req);
+  std::string types;
+  if (!args.llama_types.empty()) types = llama_tensor_types(plan);  // refuses before anything is written
   write_plan(plan, args.out);
+  if (!args.llama_types.empty()) {
+    // llama-quantize reads whitespace-separated PATTERN=TYPE items: the header is one such item
+    // that matches no tensor name.
+    write_file_atomically(args.llama_types, std::string(kLlamaTypesHeader) + "\n" + types);
+  }
   if (args.json) {
     print_json({{"out", args.out},
                 {"method", plan.method},
@@ -185,7 +210,16 @@ Registrar plan_cmd{{"plan", "bit-allocation plan from a sensitivity file (tiers,
                                                   "budget: average bits per quantized Linear weight (exact)")
                                       ->check(positive_number());
                       auto* size = app.add_option("--size", args->size, "budget: total bytes of the Linear weights (90MB, 64MiB)");
+                      auto* file_size = app.add_option("--file-size", args->file_size,
+                                                       "budget: bytes of the whole GGUF file (--target llama.cpp): "
+                                                       "the head's format is chosen too unless --head-format");
                       bits->excludes(size);
+                      bits->excludes(file_size);
+                      size->excludes(file_size);
+                      app.add_option("--head-format", args->head_format,
+                                     "the output head's format in the plan (a tied head is also the embedding)");
+                      app.add_option("--llama-tensor-types", args->llama_types,
+                                     "also write the plan as llama-quantize's --tensor-type-file");
                       app.add_option("--out", args->out, "plan JSON")->required();
                       app.add_flag("--json", args->json, "print JSON");
                       return std::function<int()>([args] { return run_plan(*args); });

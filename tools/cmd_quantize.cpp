@@ -71,6 +71,12 @@ int run_quantize(const QuantizeArgs& args) {
                    plan->target.c_str());
     }
   }
+  if (plan->budget.file_bytes > 0) {
+    if (!is_gguf_output(args.out)) {
+      fail("--out", "the plan budgets a whole GGUF file (" + plan->budget.describe() + "): write a .gguf");
+    }
+    write.max_file_bytes = plan->budget.file_bytes;
+  }
   check_model_output(model, args.out, write);
   const QuantizeReport report = quantize(model, *plan, options);
   write.report = quantize_report_json(model, *plan, options, report);

@@ -1,5 +1,7 @@
 #include "calib/analysis.h"
 
+#include "io/model_writer.h"
+
 #include <cstdio>
 #include <filesystem>
 
@@ -88,6 +90,11 @@ AnalysisSummary run_analysis(Model& model, const std::string& model_path, const 
   }
   summary.result = analyze_sensitivity(model, set, options);
   summary.result.heldout = summary.heldout;
+  try {
+    summary.result.gguf_fixed_bytes = gguf_fixed_bytes(model);
+  } catch (const Error&) {
+    // No GGUF form (an architecture llama.cpp has no name for): no whole-file GGUF budgets.
+  }
   write_sensitivity_file(summary.result, identity, request.calibration, out);
   std::error_code ec;
   std::filesystem::remove(progress_path, ec);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -43,6 +44,35 @@ class GradientStatsSink final : public LinearGradientSink {
   };
   std::vector<std::array<Slot, kLinearKinds>> slots;
   bool fisher = false, channels = false;
+  // The output head (fisher): this sequence's gradient [vocab, dim] and Σ over sequences of its
+  // square. A tied head also receives the embedding rows' gradients.
+  bool head = false, head_tied = false;
+  std::vector<float> head_g, head_g2;
+
+  void on_head(const float* x, const float* dy, int64_t rows, int64_t in, int64_t out) override {
+    if (!head) return;
+    weight_gradient(x, dy, rows, in, out, head_g.data(), true);
+  }
+
+  // The last call of a sequence: adds the embedding rows (tied) and folds the sequence's head
+  // gradient into G2.
+  void on_embedding(const int32_t* tokens, const float* dx, int64_t n, int64_t dim) override {
+    if (!head) return;
+    if (head_tied) {
+      for (int64_t t = 0; t < n; ++t) {  // serial: tokens repeat
+        float* row = head_g.data() + static_cast<int64_t>(tokens[t]) * dim;
+        for (int64_t i = 0; i < dim; ++i) row[i] += dx[t * dim + i];
+      }
+    }
+    const int64_t size = static_cast<int64_t>(head_g.size());
+    float* g = head_g.data();
+    float* g2 = head_g2.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < size; ++i) {
+      g2[i] += g[i] * g[i];
+      g[i] = 0.f;
+    }
+  }
 
   void on_linear(int layer, LinearKind kind, const float* x, const float* dy, int64_t n, int64_t in,
                  int64_t out) override {
@@ -233,6 +263,15 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
       }
       prep.step(l + 1);
     }
+    if (sink.fisher) {
+      // The output head's G2 (docs/SENSITIVITY.md, "The output head"): vocab × dim floats twice.
+      sink.head = true;
+      sink.head_tied = model.config.tied_embeddings;
+      const size_t head_size = static_cast<size_t>(model.lm_head.weights->out_features() *
+                                                   model.lm_head.weights->in_features());
+      sink.head_g.assign(head_size, 0.f);
+      sink.head_g2.assign(head_size, 0.f);
+    }
     GradientOptions gopt;
     gopt.sink = &sink;
     LinearGradients none;  // empty: only the sink sees gradients
@@ -257,6 +296,40 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
   }
 
   if (sink.fisher || sink.channels) r.method_seconds["gradients (fisher, channels)"] = seconds_since(t0);
+  if (sink.head) {
+    // The head's fisher cost per format, every format in parallel (RTN, as the Linear tensors).
+    std::vector<float>().swap(sink.head_g);
+    r.head_tied = sink.head_tied;
+    r.head.name = "lm_head";
+    r.head.layer = -1;
+    r.head.rows = model.lm_head.weights->out_features();
+    r.head.cols = model.lm_head.weights->in_features();
+    const std::vector<float> w = weights_f32(model.lm_head);
+    r.head.fisher.assign(r.formats.size(), std::numeric_limits<double>::quiet_NaN());
+    Progress prog(options.progress, "output head formats", static_cast<int>(r.formats.size()));
+    for (size_t fi = 0; fi < r.formats.size(); ++fi) {
+      if (!format_accepts(r.formats[fi], r.head.rows, r.head.cols)) continue;
+      const std::vector<float> w_hat = rtn_dequantized(r.formats[fi], w, r.head.rows, r.head.cols);
+      const float* g2 = sink.head_g2.data();
+      const int64_t rows = r.head.rows, cols = r.head.cols;
+      std::vector<double> row_sum(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(static)
+      for (int64_t o = 0; o < rows; ++o) {
+        double sum = 0.0;  // per row serial; rows summed in order below: deterministic
+        for (int64_t i = o * cols; i < (o + 1) * cols; ++i) {
+          const double d = static_cast<double>(w_hat[i]) - w[i];
+          sum += static_cast<double>(g2[i]) * d * d;
+        }
+        row_sum[o] = sum;
+      }
+      double sum = 0.0;
+      for (double v : row_sum) sum += v;
+      r.head.fisher[fi] = 0.5 * sum;
+      prog.step(static_cast<int>(fi + 1));
+    }
+    std::vector<float>().swap(sink.head_g2);
+    r.method_seconds["fisher: output head"] = seconds_since(t0) - r.method_seconds["gradients (fisher, channels)"];
+  }
   const auto t_formats = std::chrono::steady_clock::now();
 
   // Phase 2: per layer, every (tensor, format): RTN error -> fisher and/or output.
@@ -294,6 +367,12 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
         const int i = task / n_formats, fi = task % n_formats;
         if (!measured[i]) continue;
         TensorSensitivity& t = r.tensors[ids[i]];
+        if (!format_accepts(r.formats[fi], t.rows, t.cols)) {
+          // e.g. a k-quant on rows that are not whole 256-blocks: no cost, never offered.
+          if (options.methods.fisher) t.fisher[fi] = std::numeric_limits<double>::quiet_NaN();
+          if (options.methods.output) t.output[fi] = std::numeric_limits<double>::quiet_NaN();
+          continue;
+        }
         const std::vector<float> w_hat = rtn_dequantized(r.formats[fi], w[i], t.rows, t.cols);
         if (options.methods.fisher) {
           const std::vector<float>& g2 = sink.slots[l][static_cast<int>(t.kind)].g2;
@@ -327,7 +406,18 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
   }
   if (per_format) r.method_seconds["fisher+output per format"] = seconds_since(t_formats);
 
-  // Phase 3: the held-out KL methods, resumable.
+  // Phase 3: the held-out KL methods, resumable. They quantize every tensor in every format.
+  if (options.methods.kld) {
+    for (const TensorSensitivity& t : r.tensors) {
+      for (WeightFormatId f : r.formats) {
+        std::string why;
+        if (!format_accepts(f, t.rows, t.cols, &why)) {
+          fail("--formats", std::string("the kld method needs formats every tensor can take: ") + why + " (" + t.name +
+                                ")");
+        }
+      }
+    }
+  }
   nlohmann::json checkpoint = options.resume.is_object() ? options.resume : nlohmann::json::object();
   if (options.methods.kld) {
     const auto t_kld = std::chrono::steady_clock::now();

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,15 @@ struct SensitivityResult {
   std::vector<WeightFormatId> formats;
   std::vector<TensorSensitivity> tensors;  // layer-major, LinearKind order (MoE: q/k/v/o, then
                                            // each expert's gate/up/down)
+  // The output head ("lm_head", [vocab, dim]) under fisher: its G2 sums the head's gradient and,
+  // when tied, the embedding's (the one tensor plays both parts). `fisher` has one cost per
+  // format of `formats`, NaN where the format cannot hold the head's rows (format_accepts).
+  // Absent (rows == 0) when fisher was not measured.
+  TensorSensitivity head;
+  bool head_tied = false;
+  // Bytes of the model's GGUF outside the planned tensors (io/model_writer.h gguf_fixed_bytes),
+  // when the model has a GGUF form; set by run_analysis, for whole-file budgets.
+  std::optional<uint64_t> gguf_fixed_bytes;
   // MoE: calibration tokens per layer and expert (the routing report); empty for dense models.
   std::vector<std::vector<int64_t>> expert_tokens;
   int64_t grad_sequences = 0;              // sequences through the backward pass

@@ -162,8 +162,24 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
   const std::string bin_path = sensitivity_sidecar_path(json_path);
   // A measurement that is not finite is refused, never written: a plan would rank it as anything.
   auto finite = [](const auto& v) { return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); }); };
+  if (result.head.rows > 0) {
+    for (size_t f = 0; f < result.formats.size(); ++f) {
+      const double v = result.head.fisher[f];
+      if (format_accepts(result.formats[f], result.head.rows, result.head.cols) && !std::isfinite(v)) {
+        fail(json_path, "the sensitivity of the output head is not finite: nothing written");
+      }
+    }
+  }
+  // Costs of formats a tensor cannot take are NaN by design (format_accepts): not written.
+  auto finite_where_accepted = [&](const TensorSensitivity& ts, const std::vector<double>& v) {
+    for (size_t f = 0; f < v.size(); ++f) {
+      if (format_accepts(result.formats[f], ts.rows, ts.cols) && !std::isfinite(v[f])) return false;
+    }
+    return true;
+  };
   for (const TensorSensitivity& ts : result.tensors) {
-    if (!finite(ts.fisher) || !finite(ts.output) || !finite(ts.kld) || !finite(ts.channels)) {
+    if (!finite_where_accepted(ts, ts.fisher) || !finite_where_accepted(ts, ts.output) || !finite(ts.kld) ||
+        !finite(ts.channels)) {
       fail(json_path, "the sensitivity of tensor '" + ts.name + "' is not finite (the model's activations overflow?): "
                       "nothing written");
     }
@@ -229,6 +245,7 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
     }
     json bpw = json::object(), fisher = json::object(), output = json::object(), kld = json::object();
     for (size_t f = 0; f < result.formats.size(); ++f) {
+      if (!format_accepts(result.formats[f], ts.rows, ts.cols)) continue;
       const std::string name = weight_format(result.formats[f]).name;
       bpw[name] = bits_per_weight(result.formats[f], ts.rows, ts.cols);
       if (!ts.fisher.empty()) fisher[name] = ts.fisher[f];
@@ -246,6 +263,20 @@ nlohmann::json write_sensitivity_file(const SensitivityResult& result, const nlo
     tensors.push_back(e);
   }
   j["tensors"] = tensors;
+  if (result.head.rows > 0) {
+    // The output head's fisher costs, for the formats that can hold its rows.
+    const TensorSensitivity& h = result.head;
+    json bpw = json::object(), fisher = json::object();
+    for (size_t f = 0; f < result.formats.size(); ++f) {
+      if (!format_accepts(result.formats[f], h.rows, h.cols)) continue;
+      const std::string name = weight_format(result.formats[f]).name;
+      bpw[name] = bits_per_weight(result.formats[f], h.rows, h.cols);
+      fisher[name] = h.fisher[f];
+    }
+    j["head"] = {{"name", h.name}, {"rows", h.rows}, {"cols", h.cols}, {"tied", result.head_tied},
+                 {"bits_per_weight", bpw}, {"fisher", fisher}};
+  }
+  if (result.gguf_fixed_bytes) j["gguf"] = {{"fixed_bytes", *result.gguf_fixed_bytes}};
   if (result.methods.channels) j["channels"] = channel_summary(result);
   if (result.methods.shapley) {
     const ShapleyResult& sh = result.shapley;

@@ -626,10 +626,12 @@ void GgufWriter::add_tensor(const std::string& name, uint32_t ggml_type, int blo
     if (t.name == name) fail(path_, "duplicate tensor name " + quoted(name));
   }
   const auto* bytes = static_cast<const uint8_t*>(data);
-  tensors_.push_back({name, ggml_type, shape, std::vector<uint8_t>(bytes, bytes + nbytes)});
+  tensors_.push_back({name, ggml_type, shape, std::vector<uint8_t>(bytes, bytes + nbytes), false});
 }
 
-void GgufWriter::finish() {
+// The header (magic, counts, key/values, tensor infos, padded to the alignment) and every
+// tensor's offset in the data section: what finish() writes and file_bytes() counts.
+GgufWriter::Layout GgufWriter::layout() const {
   auto kv = kv_;
   auto align_kv = std::find_if(kv.begin(), kv.end(),
                                [](const auto& p) { return p.first == "general.alignment"; });
@@ -651,24 +653,50 @@ void GgufWriter::finish() {
     head.put_string(key);
     put_value(head, value, path_, key);
   }
-  std::vector<uint64_t> offsets;
-  uint64_t data_size = 0;
+  Layout out;
   for (const PendingTensor& t : tensors_) {
     head.put_string(t.name);
     head.put<uint32_t>(static_cast<uint32_t>(t.shape.size()));
     for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) head.put<uint64_t>(*it);
     head.put<uint32_t>(t.ggml_type);
-    data_size = align_up(data_size, alignment_);
-    offsets.push_back(data_size);
-    head.put<uint64_t>(data_size);
-    data_size += t.bytes.size();
+    out.data_size = align_up(out.data_size, alignment_);
+    out.offsets.push_back(out.data_size);
+    head.put<uint64_t>(out.data_size);
+    out.data_size += t.bytes.size();
   }
   head.bytes.resize(align_up(head.bytes.size(), alignment_), 0);
+  out.header = std::move(head.bytes);
+  return out;
+}
+
+void GgufWriter::add_tensor_info(const std::string& name, const std::vector<int64_t>& shape) {
+  for (const PendingTensor& t : tensors_) {
+    if (t.name == name) fail(path_, "duplicate tensor name " + quoted(name));
+  }
+  tensors_.push_back({name, ggml_type_of(DType::F32), shape, {}, true});
+}
+
+uint64_t GgufWriter::file_bytes() const {
+  const Layout l = layout();
+  return l.header.size() + l.data_size;
+}
+
+void GgufWriter::finish(uint64_t max_bytes) {
+  for (const PendingTensor& t : tensors_) {
+    if (t.info_only) fail(path_, "tensor " + quoted(t.name) + " has no data (a size estimate cannot be written)");
+  }
+  const Layout l = layout();
+  const uint64_t total = l.header.size() + l.data_size;
+  if (max_bytes > 0 && total > max_bytes) {
+    fail(path_, "would be " + std::to_string(total) + " bytes, over the plan's file budget of " +
+                    std::to_string(max_bytes) + " bytes: nothing written");
+  }
+  const std::vector<uint64_t>& offsets = l.offsets;
 
   const std::string tmp = temp_path_beside(path_);  // io/output.h: never a user's file
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
-  bool ok = std::fwrite(head.bytes.data(), 1, head.bytes.size(), f) == head.bytes.size();
+  bool ok = std::fwrite(l.header.data(), 1, l.header.size(), f) == l.header.size();
   uint64_t written = 0;  // bytes of the data section so far
   const std::vector<uint8_t> zeros(alignment_, 0);
   for (size_t i = 0; ok && i < tensors_.size(); ++i) {

@@ -96,7 +96,14 @@ class GgufWriter {
   // without reading them back as a DType (ggml NVFP4).
   void add_tensor(const std::string& name, uint32_t ggml_type, int block_values, int block_bytes,
                   const std::vector<int64_t>& shape, const void* data, uint64_t nbytes);
-  void finish();
+  // A tensor's name and shape without data, for file_bytes(): its info counts in the header, its
+  // data counts zero bytes. A writer holding one cannot finish().
+  void add_tensor_info(const std::string& name, const std::vector<int64_t>& shape);
+  // Bytes finish() would write now (header, padding, data).
+  uint64_t file_bytes() const;
+  // Writes the file (temporary name, then rename). `max_bytes` > 0: refuses, before writing
+  // anything, a file that would be larger (a whole-file budget).
+  void finish(uint64_t max_bytes = 0);
 
  private:
   struct PendingTensor {
@@ -104,7 +111,14 @@ class GgufWriter {
     uint32_t ggml_type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> bytes;
+    bool info_only;  // add_tensor_info
   };
+  struct Layout {
+    std::vector<uint8_t> header;    // padded to the alignment
+    std::vector<uint64_t> offsets;  // of each tensor in the data section
+    uint64_t data_size = 0;
+  };
+  Layout layout() const;
   std::string path_;
   uint64_t alignment_;
   std::vector<std::pair<std::string, GgufValue>> kv_;

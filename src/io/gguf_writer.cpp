@@ -52,8 +52,13 @@ std::vector<uint8_t> permute_rows(const uint8_t* data, int64_t row_bytes, const 
 
 class ModelGguf {
  public:
-  ModelGguf(const Model& model, const std::string& path, const ModelWriteOptions& options)
-      : model_(model), w_(path), options_(options) {}
+  // `measure`: tensors planned by mpq (Linear, head) are counted as tensor infos only and the
+  // report as empty, for gguf_fixed_bytes; the writer then cannot finish().
+  ModelGguf(const Model& model, const std::string& path, const ModelWriteOptions& options, bool measure = false)
+      : model_(model), w_(path), options_(options), measure_(measure) {}
+
+  // Bytes of the file without the planned tensors' data and the report (measure mode).
+  uint64_t fixed_bytes() const { return w_.file_bytes() + dense_bytes_; }
 
   void metadata() {
     const ModelConfig& c = model_.config;
@@ -97,14 +102,26 @@ class ModelGguf {
     }
     w_.set("general.quantization_version", gguf_u32(2));
     w_.set("general.quantized_by", gguf_string("mpq"));
-    // mpq's record of the run (formats, quantizers, provenance); llama.cpp ignores unknown keys.
-    w_.set("mpq.report", gguf_string(options_.report.dump()));
+    // mpq's record of the run (provenance, quantizer per module: the types are the tensors'
+    // own); llama.cpp ignores unknown keys. Compact, so that a size budget can reserve its bytes
+    // (gguf_report_reserve).
+    nlohmann::json report = options_.report;
+    if (report.contains("modules") && report["modules"].is_object()) {
+      for (auto& [name, m] : report["modules"].items()) {
+        if (m.is_object() && m.contains("quantizer")) m = m["quantizer"];
+      }
+    }
+    w_.set("mpq.report", gguf_string(measure_ ? std::string() : report.dump()));
   }
 
   // One Linear (or head/embedding) tensor in its format. `from` (optional) reorders rows.
   void weights(const std::string& hf, const LinearWeights& weights, const std::vector<int64_t>* from = nullptr) {
     const std::string name = gguf_name(hf + ".weight");
     const int64_t rows = weights.out_features(), cols = weights.in_features();
+    if (measure_) {
+      w_.add_tensor_info(name, {rows, cols});
+      return;
+    }
     check(weights.channel_split() == nullptr, hf, "a channel-split tensor has no GGUF form (use --target llama.cpp)");
     const std::unique_ptr<QuantizedMatrix> q = weights.quantized();
     if (q == nullptr) {  // dense fp32
@@ -156,12 +173,17 @@ class ModelGguf {
   void dense(const std::string& name, const std::vector<float>& v, const std::vector<int64_t>& shape,
              const std::vector<int64_t>* from = nullptr) {
     const int64_t cols = shape.back();
+    const DType d = shape.size() > 1 ? options_.embedding_dtype : DType::F32;
+    if (measure_) {  // counted, padded to the alignment, without converting the table
+      w_.add_tensor_info(name, shape);
+      dense_bytes_ += (v.size() * static_cast<uint64_t>(dtype_traits(d).block_bytes) + 31) / 32 * 32;  // scalar types: 1 value per block
+      return;
+    }
     std::vector<float> data = v;
     if (from != nullptr) {
       const auto bytes = permute_rows(reinterpret_cast<const uint8_t*>(v.data()), cols * 4, *from);
       std::memcpy(data.data(), bytes.data(), bytes.size());
     }
-    const DType d = shape.size() > 1 ? options_.embedding_dtype : DType::F32;
     if (d == DType::F32) {
       w_.add_tensor(name, DType::F32, shape, data.data(), data.size() * 4);
       return;
@@ -179,7 +201,8 @@ class ModelGguf {
     const ModelConfig& c = model_.config;
     // Embedding: the fp32 table, or (a tied, quantized head) the head's tensor serves both.
     const std::unique_ptr<QuantizedMatrix> head_q = model_.lm_head.weights->quantized();
-    if (model_.embedding) {
+    // (measure: a tied head is planned, and the plan's head is what the file will hold)
+    if (model_.embedding && !(measure_ && c.tied_embeddings)) {
       dense("token_embd.weight", *model_.embedding, {c.vocab_size, c.dim});
     } else {
       weights("model.embed_tokens", *model_.lm_head.weights);
@@ -219,13 +242,15 @@ class ModelGguf {
     }
   }
 
-  void finish() { w_.finish(); }
+  void finish() { w_.finish(options_.max_file_bytes); }
 
  private:
   const Model& model_;
   GgufWriter w_;
   const ModelWriteOptions& options_;
   std::map<uint32_t, int> types_;  // ggml type -> Linear tensors written in it
+  bool measure_ = false;
+  uint64_t dense_bytes_ = 0;  // measure: data of dense 2-D tables (an untied embedding)
 };
 
 }  // namespace
@@ -248,6 +273,14 @@ void write_gguf_model(const Model& model, const std::string& path, const ModelWr
   out.metadata();
   out.tensors();
   out.finish();
+}
+
+uint64_t gguf_fixed_bytes(const Model& model) {
+  const ModelWriteOptions defaults;  // outlives `out`, which keeps a reference
+  ModelGguf out(model, "(size estimate)", defaults, /*measure=*/true);
+  out.metadata();
+  out.tensors();
+  return out.fixed_bytes();
 }
 
 }  // namespace mpq

@@ -25,6 +25,9 @@ struct ModelWriteOptions {
   DType embedding_dtype = DType::F32;
   nlohmann::json report = nlohmann::json::object();  // written as mpq_report.json
   OutputRules rules;  // the model's own source is always added to the inputs
+  // A GGUF larger than this is refused before anything is written (a plan's budget.file_bytes);
+  // 0: no limit.
+  uint64_t max_file_bytes = 0;
 };
 
 // Before any work: refuses an output `write_model` would refuse (io/output.h), naming `out`.
@@ -40,6 +43,18 @@ void write_hf_directory(const Model& model, const std::string& out_dir, const Mo
 void write_gguf_model(const Model& model, const std::string& path, const ModelWriteOptions& options);
 // True when `path` is a GGUF file mpq wrote (general.quantized_by = "mpq"): what an output may replace.
 bool is_mpq_gguf(const std::string& path);
+
+// Bytes of the GGUF write_gguf_model would write for `model` (default options), without the
+// data of the tensors a plan chooses (every decoder Linear and the output head, which is the
+// embedding when tied) and without the mpq.report string: header, metadata, tokenizer, tensor
+// infos, norms and an untied embedding, with their alignment padding. A plan's whole-file size
+// adds the planned tensors (each padded to 32 bytes) and gguf_report_reserve. Throws mpq::Error
+// when the model has no GGUF form.
+uint64_t gguf_fixed_bytes(const Model& model);
+// Bytes a whole-file budget keeps for mpq's report in the GGUF of a model with `planned_tensors`
+// planned tensors: the writer keeps the report compact (provenance, one quantizer name per
+// module), and refuses to exceed a plan's file budget anyway (max_file_bytes).
+constexpr uint64_t gguf_report_reserve(uint64_t planned_tensors) { return 4096 + 128 * planned_tensors; }
 // True when `out` names a GGUF output.
 bool is_gguf_output(const std::string& out);
 

@@ -179,7 +179,7 @@ void layer_backward(const Model& model, int l, const BatchPlan& plan, const floa
 // targets and writes dx = scale * dLoss/dx (the last row is zero). Rows go through the head in
 // chunks so that at most `chunk` rows of logits exist at once.
 double head_backward(const Model& model, std::span<const int32_t> tokens, const float* x,
-                     float* dx, float scale, int chunk) {
+                     float* dx, float scale, int chunk, LinearGradientSink* sink) {
   const ModelConfig& c = model.config;
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t n_targets = n - 1;
@@ -197,6 +197,7 @@ double head_backward(const Model& model, std::span<const int32_t> tokens, const 
     model.lm_head.apply(xn.data(), rows, logits.data());
     loss_sum += grad::cross_entropy(logits.data(), tokens.data() + r0 + 1, rows, vocab, grad_scale,
                                     logits.data());
+    if (sink != nullptr) sink->on_head(xn.data(), logits.data(), rows, c.dim, vocab);  // logits now hold dlogits
     input_gradient(logits.data(), w_head.data(), rows, c.dim, vocab, dxn.data(), false);
     grad::rms_norm_backward(x + r0 * c.dim, model.final_norm.data(), dxn.data(), dx + r0 * c.dim,
                             rows, c.dim, c.rms_eps, false);
@@ -447,7 +448,7 @@ double accumulate_linear_gradients(const Model& model, std::span<const int32_t> 
 
   std::vector<float> dx(n * c.dim);
   const double loss = head_backward(model, tokens, checkpoints[n_layers].data(), dx.data(),
-                                    options.scale, options.head_chunk_rows);
+                                    options.scale, options.head_chunk_rows, options.sink);
   checkpoints[n_layers] = {};
 
   LinearBackward linear_backward{model, grads, options.sink, {}};
@@ -456,6 +457,7 @@ double accumulate_linear_gradients(const Model& model, std::span<const int32_t> 
     layer_backward(model, l, plan, checkpoints[l].data(), acts, dx.data(), linear_backward);
     checkpoints[l] = {};
   }
+  if (options.sink != nullptr) options.sink->on_embedding(tokens.data(), dx.data(), n, c.dim);
   grads.n_sequences += 1;
   grads.loss_sum += loss;
   return loss;

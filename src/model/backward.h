@@ -45,6 +45,14 @@ class LinearGradientSink {
   virtual ~LinearGradientSink() = default;
   virtual void on_linear(int layer, LinearKind kind, const float* x, const float* dy,
                          int64_t n_tokens, int64_t in, int64_t out) = 0;
+  // The output head, one chunk of rows at a time (before any on_linear of the sequence): x the
+  // final-normed hidden states [rows, in], dy = dLoss/dlogits [rows, out] (scaled); the head's
+  // weight gradient is the sum over chunks of dyᵀ·x. Default: ignored.
+  virtual void on_head(const float* x, const float* dy, int64_t rows, int64_t in, int64_t out) {}
+  // After every on_linear: dLoss/d(embedding output) [n, dim] of the sequence's tokens, i.e. the
+  // gradient of embedding row tokens[t] is the sum of dx rows t with that token (a tied head
+  // adds it to the head's gradient). Default: ignored.
+  virtual void on_embedding(const int32_t* tokens, const float* dx, int64_t n, int64_t dim) {}
 };
 
 struct GradientOptions {
@@ -58,7 +66,8 @@ struct GradientOptions {
 // `grads` (unless grads.w is empty: then only the sink sees gradients), calls the sink, and
 // returns the loss computed by the same forward pass. Weights in any format: the gradient is at
 // the weights the forward pass multiplies by (LinearWeights::forward / to_f32). Embedding, norm
-// and output-head gradients are not formed; tied and untied heads both work.
+// and output-head gradients are not formed (a sink sees their factors: on_head, on_embedding);
+// tied and untied heads both work.
 // Throws mpq::Error for fewer than 2 tokens or an out-of-range token id.
 double accumulate_linear_gradients(const Model& model, std::span<const int32_t> tokens,
                                    LinearGradients& grads, const GradientOptions& options = {});

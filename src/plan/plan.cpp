@@ -49,6 +49,7 @@ uint64_t PlanBudget::cap_bits(uint64_t weights) const {
 }
 
 std::string PlanBudget::describe() const {
+  if (file_bytes > 0) return std::to_string(file_bytes) + "-byte file (" + std::to_string(bytes) + " bytes of Linear weights)";
   if (bytes > 0) return std::to_string(bytes) + " bytes";
   char buf[64];
   std::snprintf(buf, sizeof buf, "%g bits/weight", bits_per_weight);
@@ -69,6 +70,7 @@ nlohmann::json plan_to_json(const Plan& plan) {
   nlohmann::json budget = nlohmann::json::object();
   if (plan.budget.bytes > 0) budget["bytes"] = plan.budget.bytes;
   else budget["bits_per_weight"] = plan.budget.bits_per_weight;
+  if (plan.budget.file_bytes > 0) budget["file_bytes"] = plan.budget.file_bytes;
   j["budget"] = budget;
   j["bits_per_weight"] = plan.bits_per_weight;
   j["total_bits"] = plan.total_bits;
@@ -127,6 +129,14 @@ Plan plan_from_json(const nlohmann::json& j, const std::string& where) {
             "budget.bits_per_weight must be a positive number");
     } else {
       p.budget.bytes = static_cast<uint64_t>(json_integer(b["bytes"], 1, INT64_MAX, where, "budget.bytes"));
+    }
+    for (const auto& [key, value] : b.items()) {
+      check(key == "bits_per_weight" || key == "bytes" || key == "file_bytes", where,
+            "unknown budget key \"" + key + "\"");
+    }
+    if (b.contains("file_bytes")) {
+      check(has_bytes, where, "budget.file_bytes needs budget.bytes (the Linear share the planner derived)");
+      p.budget.file_bytes = static_cast<uint64_t>(json_integer(b["file_bytes"], 1, INT64_MAX, where, "budget.file_bytes"));
     }
     p.bits_per_weight = j.value("bits_per_weight", 0.0);
     const auto count = [&](const char* key) -> uint64_t {

@@ -31,6 +31,10 @@ struct PlanEntry {
 struct PlanBudget {
   double bits_per_weight = 0;  // average over the quantized Linear weights, scales/zeros counted
   uint64_t bytes = 0;          // total storage of the quantized Linear weights
+  // A whole-file budget (mpq plan --file-size, GGUF): the file's bytes, from which the planner
+  // derived `bytes` for the Linear weights (the rest: the head, norms, metadata); the writer
+  // refuses to write a file larger than this. 0: none. Only together with `bytes`.
+  uint64_t file_bytes = 0;
   // The cap in bits for `weights` quantized Linear weights: floor(bits_per_weight * weights), or 8 * bytes;
   // UINT64_MAX (no limit) when that does not fit in 64 bits.
   uint64_t cap_bits(uint64_t weights) const;

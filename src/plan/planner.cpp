@@ -1,4 +1,6 @@
 #include "plan/planner.h"
+
+#include "io/model_writer.h"
 #include "io/read_file.h"
 
 #include <algorithm>
@@ -131,6 +133,22 @@ SensitivityInput read_sensitivity_input(const std::string& path, bool load_chann
       in.n_layers = std::max(in.n_layers, s.layer + 1);
       in.tensors.push_back(std::move(s));
     }
+    if (j.contains("head")) {
+      const auto& h = j["head"];
+      in.head.name = h.at("name").get<std::string>();
+      in.head.layer = -1;
+      in.head.kind = "head";
+      in.head.rows = json_integer(h.at("rows"), 1, kMaxDim, path, "head: rows");
+      in.head.cols = json_integer(h.at("cols"), 1, kMaxDim, path, "head: cols");
+      in.head_tied = h.at("tied").get<bool>();
+      in.head.fisher = h.at("fisher").get<std::map<std::string, double>>();
+      for (const auto& [format, cost] : in.head.fisher) {
+        check(std::isfinite(cost) && cost >= 0, path, "head: fisher cost of " + format + " is not a finite non-negative number");
+      }
+    }
+    if (j.contains("gguf")) {
+      in.gguf_fixed_bytes = static_cast<uint64_t>(json_integer(j["gguf"].at("fixed_bytes"), 1, INT64_MAX, path, "gguf.fixed_bytes"));
+    }
   } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("malformed sensitivity file: ") + e.what());
   }
@@ -160,7 +178,9 @@ PlanPin parse_pin(const std::string& text) {
   return pin;
 }
 
-Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
+namespace {
+
+Plan make_linear_plan(const SensitivityInput& in, const PlanRequest& req) {
   const std::string& m = req.method;
   check(m == "tiers" || m == "knapsack" || m == "bqp" || m == "channels" || m == "rule", "--method",
         "unknown method '" + m + "' (valid: tiers, knapsack, bqp, channels, rule)");
@@ -456,6 +476,87 @@ Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
   plan.bits_per_weight = static_cast<double>(plan.total_bits) / static_cast<double>(weights);
   plan.predicted_objective = objective;
   validate_plan(plan, shapes);  // budget, names: never hand out a plan that would be refused
+  return plan;
+}
+
+// A whole-file budget (PlanRequest::file_bytes): the Linear plan in what the file leaves after its
+// fixed part and the head, for each candidate head format; the least total cost wins.
+Plan make_file_plan(const SensitivityInput& in, const PlanRequest& req) {
+  const uint64_t file_bytes = *req.file_bytes;
+  check(!req.bits && !req.bytes, "--file-size", "give one budget, not several");
+  check(req.target.engines.size() == 1 && req.target.engines[0] == Engine::LlamaCpp, "--file-size",
+        "whole-file budgets are for GGUF files: use --target llama.cpp (for other outputs, --size budgets the "
+        "Linear weights)");
+  check(in.gguf_fixed_bytes.has_value(), in.path,
+        "has no GGUF size record (\"gguf.fixed_bytes\"): re-run mpq analyze with this mpq, or use --size");
+  check(in.head.rows > 0, in.path, "has no output-head sensitivity: re-run mpq analyze with --methods fisher");
+  // Bytes outside the planned tensors: the measured fixed part, the report reserve and up to 31
+  // bytes of alignment padding after each planned tensor (the Linear ones and the head).
+  const uint64_t planned = in.tensors.size() + 1;
+  const uint64_t overhead = *in.gguf_fixed_bytes + gguf_report_reserve(planned) + 31 * planned;
+  std::vector<WeightFormatId> head_formats;
+  if (req.head) {
+    head_formats.push_back(req.head->format);
+  } else {
+    check(req.method == "knapsack" && req.cost == "fisher", "--file-size",
+          "choosing the head's format needs costs comparable with the Linear plan's: use --method knapsack with "
+          "--cost fisher, or give --head-format");
+    for (const auto& [name, cost] : in.head.fisher) {
+      const auto id = weight_format_from_name(name);
+      if (id && req.target.accepts(*id, in.head.rows, in.head.cols)) head_formats.push_back(*id);
+    }
+    check(!head_formats.empty(), in.path, "no head format with a fisher cost is accepted by " + req.target.name());
+  }
+  std::optional<Plan> best;
+  double best_total = 0;
+  std::string last_error = "the file's fixed part alone is " + std::to_string(overhead) + " bytes";
+  for (WeightFormatId f : head_formats) {
+    std::string why;
+    check(req.target.accepts(f, in.head.rows, in.head.cols, &why), "--head-format",
+          std::string(fname(f)) + " cannot hold the output head: " + why);
+    const uint64_t head_bytes = (storage_bits(f, in.head.rows, in.head.cols) + 7) / 8;
+    if (overhead + head_bytes >= file_bytes) continue;
+    PlanRequest sub = req;
+    sub.file_bytes.reset();
+    sub.bytes = file_bytes - overhead - head_bytes;
+    Plan p;
+    try {
+      p = make_linear_plan(in, sub);
+    } catch (const Error& e) {  // the Linear weights do not fit beside this head
+      last_error = e.what();
+      continue;
+    }
+    double head_cost = 0;
+    if (const auto it = in.head.fisher.find(fname(f)); it != in.head.fisher.end()) head_cost = it->second;
+    const double total = p.predicted_objective + head_cost;
+    if (!best || total < best_total) {
+      best_total = total;
+      p.head = Scheme{f, req.head ? req.head->quantizer : Quantizer::Rtn};
+      p.budget.file_bytes = file_bytes;
+      p.solver["file"] = {{"file_bytes", file_bytes},
+                          {"fixed_bytes", *in.gguf_fixed_bytes},
+                          {"report_reserve", gguf_report_reserve(planned)},
+                          {"head_format", fname(f)},
+                          {"head_bytes", head_bytes},
+                          {"head_cost", head_cost},
+                          {"linear_bytes", *sub.bytes},
+                          {"predicted_file_bytes_at_most", overhead + head_bytes + (p.total_bits + 7) / 8}};
+      best = std::move(p);
+    }
+  }
+  if (!best) {
+    fail("--file-size", std::to_string(file_bytes) + " bytes cannot hold the model with any head format (" +
+                            last_error + ")");
+  }
+  return *best;
+}
+
+}  // namespace
+
+Plan make_plan(const SensitivityInput& in, const PlanRequest& req) {
+  if (req.file_bytes) return make_file_plan(in, req);
+  Plan plan = make_linear_plan(in, req);
+  if (req.head) plan.head = *req.head;
   return plan;
 }
 

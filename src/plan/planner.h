@@ -34,6 +34,9 @@ struct SensitivityInput {
   std::vector<std::string> formats;
   std::vector<SensitivityTensor> tensors;
   nlohmann::json shapley;  // the file's "shapley" section (null when not measured)
+  SensitivityTensor head;  // the output head ("head": fisher costs), rows == 0 when absent
+  bool head_tied = false;  // the head is also the embedding
+  std::optional<uint64_t> gguf_fixed_bytes;  // "gguf.fixed_bytes" (whole-file GGUF budgets)
 };
 
 // Reads S.json (format "mpq-sensitivity", version 1) and, when `load_channels`, the sidecar's
@@ -52,7 +55,14 @@ PlanPin parse_pin(const std::string& text);
 struct PlanRequest {
   std::string method;                  // tiers, knapsack, bqp, channels, rule
   std::optional<double> bits;          // --bits
-  std::optional<uint64_t> bytes;       // --size
+  std::optional<uint64_t> bytes;       // --size (the Linear weights' bytes)
+  // --file-size: the whole GGUF file (target llama.cpp). The planner takes the file's fixed
+  // part (the sensitivity file's gguf.fixed_bytes, a report reserve and the padding) and the
+  // head's bytes off, and plans the Linear weights in the rest; the head's format is `head`
+  // when given, else the one (of those the sensitivity file has fisher costs for) whose total
+  // cost, head plus the best Linear plan in the remaining bytes, is least (knapsack, fisher).
+  std::optional<uint64_t> file_bytes;
+  std::optional<Scheme> head;          // --head-format: the output head's scheme (any budget)
   std::vector<WeightFormatId> formats; // --formats (empty: the method's default)
   std::vector<PlanPin> pins;           // first matching pin wins
   bool fused_same = false;             // q/k/v and gate/up of a layer share a format
