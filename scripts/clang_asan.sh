@@ -15,13 +15,16 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
-# Configures and builds the instrumented tree; prints the build's wall time.
+# mpq_build_clang_asan [TARGET...]: configures and builds the instrumented tree (only the given
+# CMake targets when some are given); prints the build's wall time.
 mpq_build_clang_asan() {
+  local targets=()
+  for t in "$@"; do targets+=(--target "$t"); done
   mpq_install_packages "${MPQ_APT_PACKAGES[@]}" "${MPQ_CLANG_APT_PACKAGES[@]}"
   echo "== building the Clang ASan+UBSan tree in $MPQ_ASAN_BUILD"
   local start=$SECONDS
   CC=clang CXX=clang++ cmake -S "$MPQ_ROOT" -B "$MPQ_ASAN_BUILD" -DCMAKE_BUILD_TYPE=Release \
     -DMPQ_FUZZ=ON -DMPQ_BUILD_BENCH=OFF >/dev/null
-  cmake --build "$MPQ_ASAN_BUILD" -j"$(nproc)"
+  cmake --build "$MPQ_ASAN_BUILD" -j"$(nproc)" "${targets[@]}"
   echo "== build took $((SECONDS - start)) s"
 }

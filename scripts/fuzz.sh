@@ -3,7 +3,7 @@
 # their seed corpora with the project's own writers, and fuzzes each harness for a while.
 #
 #   scripts/fuzz.sh [SECONDS] [HARNESS...]   SECONDS per harness (default 60), all harnesses
-#   scripts/fuzz.sh --smoke [HARNESS...]     20 s per harness (the CI smoke run)
+#   scripts/fuzz.sh --smoke [HARNESS...]     10 s per harness (the CI smoke run, .ci/run)
 #
 # Harnesses: gguf safetensors hf_config tokenizer_json quantized_dir plan sensitivity llama2c.
 # Corpora grow in fuzz-out/corpus/<harness>/ (kept between runs); a crash, sanitizer report, leak,
@@ -14,7 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/clang_asan.sh"
 
 SECONDS_EACH=60
 if [ "${1:-}" = "--smoke" ]; then
-  SECONDS_EACH=20
+  SECONDS_EACH=10
   shift
 elif [[ "${1:-}" =~ ^[0-9]+$ ]]; then
   SECONDS_EACH=$1
@@ -30,7 +30,10 @@ for h in "${HARNESSES[@]}"; do
   fi
 done
 
-mpq_build_clang_asan
+# Only what fuzzing needs: the harnesses and the seed generator (sanitize.sh builds the rest).
+targets=(mpq_fuzz_seeds)
+for h in "${HARNESSES[@]}"; do targets+=("fuzz_$h"); done
+mpq_build_clang_asan "${targets[@]}"
 OUT="$MPQ_ROOT/fuzz-out"
 SEEDS="$MPQ_ASAN_BUILD/fuzz-seeds"
 echo "== seeds"

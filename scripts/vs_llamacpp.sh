@@ -15,7 +15,7 @@
 #   imatrix.gguf             llama-imatrix on WikiText-2 *valid* ($IMATRIX_CHUNKS chunks of $CTX)
 #   base.kld                 reference logits on WikiText-2 *test* (first $CHUNKS chunks of $CTX)
 #   llama-<T>.gguf           llama-quantize <T> with the imatrix; .quant.log, .kld.log, .bench.json
-#   mpq-<T>.gguf             mpq's plan at no more than llama-<T>.gguf's size (not yet: hook)
+#   mpq-<T>.gguf             mpq's plan at no more than llama-<T>.gguf's size
 #   table.csv, table.md      size, bits per weight, PPL, mean KLD, KLD p99, top-1, pp512/tg128
 #   types.md                 the per-tensor type mix of every GGUF
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -170,18 +170,43 @@ done
 # Also writes the plan as llama-quantize's --tensor-type-file (mpq plan --llama-tensor-types), so
 # that llama-quantize can make the same mix with its own encoders (llama-plan-<T>.gguf).
 
-# mpq_gguf_for NAME TARGET_BYTES: writes $OUT/NAME.gguf of at most TARGET_BYTES bytes.
-mpq_gguf_for() {
-  local name=$1 target_bytes=$2
-  echo "not yet: mpq GGUF writer ($name.gguf, at most $target_bytes bytes)"
-  return 1
+# mpq's candidates: llama.cpp's types minus q4_1 and q5_1. The default model is a Q4_1 GGUF, so
+# q4_1 (and q5_1, which holds the same grid) reproduce its weights exactly: the reference is
+# free in them, an artifact of this source, not something a plan should be credited with.
+MPQ_FORMATS="${MPQ_FORMATS:-q2_K,q3_K,q4_K,q5_K,q6_K,q8_0,q4_0,q5_0,iq4_nl}"
+MPQ_QUANTIZER="${MPQ_QUANTIZER:-gptq}"   # the quantizer of every tensor in mpq's plans
+
+# The sensitivity file (fisher costs of every format, the head's too, and the file's fixed bytes),
+# calibrated on the same chunks as the imatrix.
+mpq_sensitivity() {
+  [ -f "$OUT/mpq-sensitivity.json" ] && return 0
+  echo "== mpq analyze: fisher, $IMATRIX_CHUNKS chunks of $CTX from $(basename "$CALIB_TEXT")"
+  "$MPQ" analyze "$MODEL" --calib "$CALIB_TEXT" --calib-samples "$IMATRIX_CHUNKS" --calib-len "$CTX" \
+    --methods fisher --formats "$MPQ_FORMATS" --out "$OUT/mpq-sensitivity.json"
 }
 
-# llama_plan_gguf_for NAME TENSOR_TYPE_FILE: llama-quantize with mpq's per-tensor types.
+# mpq_gguf_for NAME TARGET_BYTES: writes $OUT/NAME.gguf of at most TARGET_BYTES bytes (the plan's
+# whole-file budget; mpq quantize refuses to write more) and the plan as a tensor-type file.
+mpq_gguf_for() {
+  local name=$1 target_bytes=$2
+  mpq_sensitivity
+  echo "== $name: mpq plan (knapsack, fisher, whole file <= $target_bytes bytes) and quantize ($MPQ_QUANTIZER)"
+  "$MPQ" plan "$OUT/mpq-sensitivity.json" --method knapsack --cost fisher --target llama.cpp \
+    --formats "$MPQ_FORMATS" --quantizer "$MPQ_QUANTIZER" --file-size "$target_bytes" --force \
+    --out "$OUT/$name.plan.json" --llama-tensor-types "$OUT/$name.tensor-types.txt"
+  run_logged "$OUT/$name.quant.log" "$MPQ" quantize "$MODEL" --plan "$OUT/$name.plan.json" \
+    --calib "$CALIB_TEXT" --calib-samples "$IMATRIX_CHUNKS" --calib-len "$CTX" --out "$OUT/$name.gguf"
+}
+
+# llama_plan_gguf_for NAME TENSOR_TYPE_FILE: llama-quantize (its own encoders, with the imatrix)
+# making mpq's per-tensor mix.
 llama_plan_gguf_for() {
   local name=$1 types_file=$2
-  echo "not yet: mpq GGUF writer (mpq plan --llama-tensor-types for $name)"
-  return 1
+  [ -f "$types_file" ] || return 1
+  echo "== $name: llama-quantize with mpq's tensor types"
+  run_logged "$OUT/$name.quant.log" "$Q" --imatrix "$OUT/imatrix.gguf" --tensor-type-file "$types_file" \
+    "$OUT/ref.gguf" "$OUT/$name.tmp.gguf" Q8_0 "$THREADS"
+  mv "$OUT/$name.tmp.gguf" "$OUT/$name.gguf"
 }
 
 for t in $TYPES; do
