@@ -171,6 +171,20 @@ TEST(OutputSafety, AFailedWriteLeavesNothingBehind) {
   EXPECT_TRUE(temporaries_in(dir).empty());
 }
 
+// The same for a GGUF output (its writer's own write path).
+TEST(OutputSafety, AFailedGgufWriteLeavesNothingBehind) {
+  SKIP_WITHOUT_DATA();
+  TempDir tmp;
+  const std::string dir = tmp.file("outputs");
+  fs::create_directories(dir);
+  const std::string out = dir + "/q.gguf";
+  const auto r = run_mpq("quantize '" + kGguf + "' --scheme q8_0 --out '" + out + "'", tmp, "",
+                         "trap '' XFSZ; ulimit -f 64;");
+  expect_one_line_error(r, out, "disk full");
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(temporaries_in(dir).empty());
+}
+
 TEST(OutputSafety, FileOutputsNeverReplaceInputsOrForeignFiles) {
   SKIP_WITHOUT_DATA();
   TempDir tmp;

@@ -710,7 +710,8 @@ void GgufWriter::finish(uint64_t max_bytes) {
   ok = (std::fclose(f) == 0) && ok;
   if (!ok) {
     std::remove(tmp.c_str());
-    fail(tmp, std::string("write failed: ") + std::strerror(saved_errno));
+    fail(path_, std::string("cannot write: ") + std::strerror(saved_errno) +
+                    (saved_errno == ENOSPC || saved_errno == EFBIG ? " (disk full?)" : ""));
   }
   if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
     const int err = errno;
