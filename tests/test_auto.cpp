@@ -132,7 +132,7 @@ TEST(Auto, GgufOutputForLlamaCpp) {
   mpq::test::expect_one_line_error(
       run_mpq("auto " + q(kGguf) + " --bits 5 --target transformers" + small_settings() + " --out " + q(out), tmp),
       "--target", "llama.cpp");
-  const auto r = run_mpq("auto " + q(kGguf) + " --bits 5 --methods knapsack,uniform --no-speed" + small_settings() +
+  const auto r = run_mpq("auto " + q(kGguf) + " --bits 8 --methods knapsack,uniform --no-speed" + small_settings() +
                              " --out " + q(out),
                          tmp);
   ASSERT_EQ(r.status, 0) << r.err;

@@ -228,6 +228,7 @@ int run_pareto(const ParetoArgs& args) {
     eval.ctx = args.eval_ctx;
     eval.chunks = args.eval_chunks;
     eval.measure_speed = !args.no_speed;
+    eval.progress = true;
     const PlanSweep sweep = measure_plans(model_path, load, plans, outs, q, eval, staged.path("reference.logits"),
                                           rules, /*progress=*/true);
     csv = "budget_bits_per_weight,bits_per_weight,linear_bytes,predicted_objective,plan,model,file_bytes,ppl,kld_mean,"

@@ -274,6 +274,7 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
   eval.ctx = o.eval_ctx;
   eval.chunks = o.eval_chunks;
   eval.measure_speed = o.measure_speed;
+  eval.progress = o.progress;
   const fs::path ref_logits = run_dir / "reference.logits";
   const fs::path ref_json = run_dir / "reference.json";
   nlohmann::json ref_j = read_json_if(ref_json);
@@ -325,8 +326,9 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
         Plan plan = c.plan ? *c.plan : uniform_plan(model, parse_scheme(c.scheme), o.head, target);
         write_plan(plan, plan_path.string());
         plan = read_plan(plan_path.string());  // what the file says is what runs
-        progress.candidate(index, c.name + ": quantizing (" + plan.method + ", " +
-                                      std::to_string(plan.bits_per_weight).substr(0, 6) + " bits/weight)");
+        std::snprintf(line, sizeof line, "%s: quantizing (%s, %.4f bits/weight)", c.name.c_str(), plan.method.c_str(),
+                      plan.bits_per_weight);
+        progress.candidate(index, line);
         const CandidateMeasurement m = quantize_and_measure(model_path, load, plan, qopt, (run_dir / model_rel).string(),
                                                             eval, ref_logits.string(), rules);
         eval_j = m.to_json();

@@ -129,13 +129,22 @@ std::vector<WeightFormatId> analysis_formats_for(const Target& target,
   } else {
     candidates = default_sensitivity_formats();
   }
+  auto everywhere = [&](WeightFormatId f, const Target& t) {
+    return std::all_of(shapes.begin(), shapes.end(), [&](const auto& s) { return t.accepts(f, s.first, s.second); });
+  };
   std::vector<WeightFormatId> out;
   for (WeightFormatId f : candidates) {
-    const bool everywhere = std::all_of(shapes.begin(), shapes.end(),
-                                        [&](const auto& s) { return target.accepts(f, s.first, s.second); });
-    if (everywhere) out.push_back(f);
+    if (everywhere(f, target)) out.push_back(f);
   }
-  check(!out.empty(), "--target", "the target " + target.name() + " runs no quantized format on every tensor of this model");
+  if (out.empty()) {
+    // No format the target runs fits every tensor (ggml blocks on rows of 172): the analysis
+    // measures the default formats mpq can hold, for the report; plans over them are then refused
+    // by the target, with the reason, and only the uniform schemes (with their fallbacks) remain.
+    for (WeightFormatId f : default_sensitivity_formats()) {
+      if (everywhere(f, Target{{Engine::Mpq}})) out.push_back(f);
+    }
+  }
+  check(!out.empty(), "--target", "no quantized format fits every tensor of this model");
   return out;
 }
 

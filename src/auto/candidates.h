@@ -38,7 +38,8 @@ std::vector<AutoCandidate> make_candidates(const SensitivityInput& in, const Can
 
 // The formats a sensitivity analysis for `target` measures by default: every quantized format of
 // the table the target runs on every one of the tensors (shapes [rows, cols]) — for llama.cpp the
-// ggml types whose blocks fit every row, otherwise the default analysis formats it accepts.
+// ggml types whose blocks fit every row, otherwise the default analysis formats it accepts. When
+// none fits every tensor, the default formats mpq holds (the plans over them then fail, saying why).
 std::vector<WeightFormatId> analysis_formats_for(const Target& target,
                                                  const std::vector<std::pair<int64_t, int64_t>>& shapes);
 

@@ -22,7 +22,7 @@ PplOptions ppl_options(const EvalSettings& eval) {
   PplOptions p;
   p.ctx = eval.ctx;
   p.max_chunks = eval.chunks;
-  p.progress = false;
+  p.progress = eval.progress;
   return p;
 }
 

@@ -28,6 +28,7 @@ struct EvalSettings {
   int ctx = 512;
   int chunks = 40;
   bool measure_speed = true;  // decode tok/s (a short benchmark: 5 runs of 16 tokens)
+  bool progress = false;      // "[ppl] chunk i/n ... eta" lines on stderr (every 10 s off a terminal)
 };
 
 // The unquantized model on the evaluation text.

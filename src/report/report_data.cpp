@@ -143,6 +143,7 @@ double nominal_bits(const SensitivityInput& in, const std::string& format) {
   if (!id) return 0;
   uint64_t bits = 0, weights = 0;
   for (const auto& t : in.tensors) {
+    if (!format_accepts(*id, t.rows, t.cols)) continue;  // ggml blocks on rows of 172: not this tensor
     bits += storage_bits(*id, t.rows, t.cols);
     weights += static_cast<uint64_t>(t.rows * t.cols);
   }
