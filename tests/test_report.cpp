@@ -512,6 +512,9 @@ TEST_F(ReportRun, RunFileReaderIsStrict) {
   j["candidates"][2]["scheme"] = "int5_g7:rtn";
   expect_refused(j, "int5_g7");
   j = good;
+  j["candidates"][4]["plan"] = "plans/q4.json";  // the llama.cpp candidate
+  expect_refused(j, "a llama.cpp candidate has no plan file");
+  j = good;
   j["candidates"][0].erase("ppl");
   expect_refused(j, "candidates[0].ppl: missing");
   j = good;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 
 #include "auto/candidates.h"
 #include "auto/measure.h"
@@ -60,6 +61,7 @@ class Progress {
     std::fprintf(stderr, "[auto] %d/%d %s  (%s elapsed%s)\n", index + 1, total_, what.c_str(),
                  clock_text(seconds_since(t0_)).c_str(), eta.c_str());
   }
+  void set_candidates(int n) { total_ = n; }
   void start_candidate() { current_start_ = std::chrono::steady_clock::now(); }
   // A candidate measured in this run (not read back): its time goes into the estimate.
   void measured() {
@@ -143,6 +145,15 @@ RunCandidate run_candidate(const AutoCandidate& c, const nlohmann::json& eval, c
   r.seconds_quantize = m.seconds_quantize;
   r.seconds_evaluate = m.seconds_evaluate;
   return r;
+}
+
+// What a plan puts where (tensors, kept tensors, head), without its provenance: equal keys,
+// equal quantized models.
+std::string allocation_key(const Plan& plan) {
+  const nlohmann::json j = plan_to_json(plan);
+  return nlohmann::json{{"tensors", j["tensors"]}, {"unquantized", j.value("unquantized", nlohmann::json())},
+                        {"head", j.value("head", nlohmann::json())}}
+      .dump();
 }
 
 // Copies the file `from` to `to` through a temporary beside it (io/output.h rule 1).
@@ -301,42 +312,62 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
   creq.head = o.head;
   std::vector<AutoCandidate> candidates = make_candidates(input, creq);
   check(!candidates.empty(), "--methods", "no candidate applies to this target and budget");
-  progress = Progress(o.progress, static_cast<int>(candidates.size()));
+  progress.set_candidates(static_cast<int>(candidates.size()));
   QuantizeOptions qopt = o.quantize;
   qopt.calibration = analysis.calibration;
   qopt.progress = false;
   std::vector<RunCandidate> rows;
+  // Candidates with the same allocation (a knapsack that found the uniform scheme optimal) are
+  // quantized and measured once: the same plan gives the same model (GPTQ is deterministic). The
+  // later ones record "same_as" and share the earlier one's model and numbers.
+  std::map<std::string, std::string> measured_allocations;  // allocation_key -> candidate name
+  const std::string ext = gguf_out ? ".gguf" : "";
   for (size_t i = 0; i < candidates.size(); ++i) {
     AutoCandidate& c = candidates[i];
     const int index = static_cast<int>(i);
-    const std::string model_rel = "candidates/" + c.name + (gguf_out ? ".gguf" : "");
     const fs::path plan_path = run_dir / "plans" / (c.name + ".json");
     const fs::path eval_path = run_dir / "evals" / (c.name + ".json");
     nlohmann::json eval_j = read_json_if(eval_path);
-    if (eval_j.is_object() && eval_j.value("status", "") == "done" && !fs::exists(run_dir / model_rel, ec)) {
-      eval_j = nullptr;  // measured, but its model is gone: again
+    const auto model_of = [&](const nlohmann::json& e) {
+      return "candidates/" + (e.is_object() && e.contains("same_as") ? e["same_as"].get<std::string>() : c.name) + ext;
+    };
+    if (eval_j.is_object() && eval_j.value("status", "") == "done" &&
+        (!fs::exists(run_dir / model_of(eval_j), ec) || !fs::exists(plan_path, ec))) {
+      eval_j = nullptr;  // measured, but its model or plan is gone: again
     }
     if (!c.failure.empty()) {
       progress.candidate(index, c.name + ": no plan (" + c.failure + ")");
     } else if (!eval_j.is_null()) {
       progress.candidate(index, c.name + ": measured earlier (" + eval_j.value("status", std::string("?")) + ")");
+      if (eval_j.value("status", "") == "done" && !eval_j.contains("same_as")) {
+        measured_allocations.emplace(allocation_key(read_plan(plan_path.string())), c.name);
+      }
     } else {
       progress.start_candidate();
       try {
         Plan plan = c.plan ? *c.plan : uniform_plan(model, parse_scheme(c.scheme), o.head, target);
         write_plan(plan, plan_path.string());
         plan = read_plan(plan_path.string());  // what the file says is what runs
-        std::snprintf(line, sizeof line, "%s: quantizing (%s, %.4f bits/weight)", c.name.c_str(), plan.method.c_str(),
-                      plan.bits_per_weight);
-        progress.candidate(index, line);
-        const CandidateMeasurement m = quantize_and_measure(model_path, load, plan, qopt, (run_dir / model_rel).string(),
-                                                            eval, ref_logits.string(), rules);
-        eval_j = m.to_json();
-        eval_j["status"] = "done";
-        std::snprintf(line, sizeof line, "%s: PPL %.4f, KLD %.5f, top-1 %.2f %%", c.name.c_str(), m.ppl, m.kld_mean,
-                      100 * m.top1_agree);
-        progress.measured();
-        progress.candidate(index, line);
+        const std::string key = allocation_key(plan);
+        if (const auto it = measured_allocations.find(key); it != measured_allocations.end()) {
+          eval_j = read_json_file((run_dir / "evals" / (it->second + ".json")).string(), "candidate measurements");
+          eval_j["same_as"] = it->second;
+          progress.candidate(index, c.name + ": the same allocation as " + it->second + " (measured once)");
+        } else {
+          std::snprintf(line, sizeof line, "%s: quantizing (%s, %.4f bits/weight)", c.name.c_str(),
+                        plan.method.c_str(), plan.bits_per_weight);
+          progress.candidate(index, line);
+          const CandidateMeasurement m = quantize_and_measure(model_path, load, plan, qopt,
+                                                              (run_dir / model_of(nullptr)).string(), eval,
+                                                              ref_logits.string(), rules);
+          eval_j = m.to_json();
+          eval_j["status"] = "done";
+          measured_allocations.emplace(key, c.name);
+          std::snprintf(line, sizeof line, "%s: PPL %.4f, KLD %.5f, top-1 %.2f %%", c.name.c_str(), m.ppl, m.kld_mean,
+                        100 * m.top1_agree);
+          progress.measured();
+          progress.candidate(index, line);
+        }
       } catch (const Error& e) {
         // One candidate that cannot be built or run does not end the run; it is reported.
         eval_j = {{"status", std::string("failed: ") + e.what()}};
@@ -345,7 +376,7 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
       }
       write_file_atomically(eval_path.string(), eval_j.dump(1) + "\n");
     }
-    rows.push_back(run_candidate(c, eval_j, model_rel));
+    rows.push_back(run_candidate(c, eval_j, model_of(eval_j)));
   }
 
   // ---- 4. the run file: the best candidate chosen
