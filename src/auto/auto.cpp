@@ -45,23 +45,26 @@ std::string clock_text(double seconds) {
 // in this run so far (the analysis and the reference pass have their own progress lines).
 class Progress {
  public:
-  Progress(bool on, int candidates) : on_(on), total_(candidates), t0_(std::chrono::steady_clock::now()) {}
+  explicit Progress(bool on) : on_(on), t0_(std::chrono::steady_clock::now()) {}
   void note(const std::string& what) const {
     if (on_) std::fprintf(stderr, "[auto] %s  (%s elapsed)\n", what.c_str(), clock_text(seconds_since(t0_)).c_str());
   }
-  // A line about candidate `index` (0-based).
-  void candidate(int index, const std::string& what) const {
+  // Which candidates will be quantized and measured in this run (not failed, not measured
+  // earlier, not the same allocation as an earlier one): the estimate counts those.
+  void set_work(std::vector<char> to_measure) { work_ = std::move(to_measure); }
+  // A line about candidate `index` (0-based); `running`: it is being measured now.
+  void candidate(int index, const std::string& what, bool running = false) const {
     if (!on_) return;
     std::string eta;
     if (measured_ > 0) {
       const double each = measured_seconds_ / measured_;
-      const double current = std::max(0.0, each - seconds_since(current_start_));
-      eta = ", about " + clock_text(each * (total_ - index - 1) + current) + " left";
+      double left = running ? std::max(0.0, each - seconds_since(current_start_)) : 0.0;
+      for (size_t j = static_cast<size_t>(index) + 1; j < work_.size(); ++j) left += work_[j] ? each : 0.0;
+      eta = ", about " + clock_text(left) + " left";
     }
-    std::fprintf(stderr, "[auto] %d/%d %s  (%s elapsed%s)\n", index + 1, total_, what.c_str(),
+    std::fprintf(stderr, "[auto] %d/%zu %s  (%s elapsed%s)\n", index + 1, work_.size(), what.c_str(),
                  clock_text(seconds_since(t0_)).c_str(), eta.c_str());
   }
-  void set_candidates(int n) { total_ = n; }
   void start_candidate() { current_start_ = std::chrono::steady_clock::now(); }
   // A candidate measured in this run (not read back): its time goes into the estimate.
   void measured() {
@@ -71,7 +74,7 @@ class Progress {
 
  private:
   bool on_;
-  int total_;
+  std::vector<char> work_;
   int measured_ = 0;
   double measured_seconds_ = 0;
   std::chrono::steady_clock::time_point t0_, current_start_;
@@ -247,7 +250,7 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
   write_file_atomically(state_path.string(),
                         nlohmann::json{{"format", kStateFormat}, {"version", kStateVersion}, {"settings", settings}}.dump(1) + "\n");
 
-  Progress progress(o.progress, 0);
+  Progress progress(o.progress);
   // ---- 1. sensitivity (cached by the analysis settings)
   const nlohmann::json a_settings = settings["analysis"];
   const std::string key = sha256_hex(a_settings.dump().data(), a_settings.dump().size()).substr(0, 16);
@@ -312,16 +315,33 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
   creq.head = o.head;
   std::vector<AutoCandidate> candidates = make_candidates(input, creq);
   check(!candidates.empty(), "--methods", "no candidate applies to this target and budget");
-  progress.set_candidates(static_cast<int>(candidates.size()));
   QuantizeOptions qopt = o.quantize;
   qopt.calibration = analysis.calibration;
   qopt.progress = false;
   std::vector<RunCandidate> rows;
-  // Candidates with the same allocation (a knapsack that found the uniform scheme optimal) are
+  // Every candidate's plan first (a uniform scheme's with the target's fallbacks), so that
+  // candidates with the same allocation (a knapsack that found the uniform scheme optimal) are
   // quantized and measured once: the same plan gives the same model (GPTQ is deterministic). The
   // later ones record "same_as" and share the earlier one's model and numbers.
-  std::map<std::string, std::string> measured_allocations;  // allocation_key -> candidate name
   const std::string ext = gguf_out ? ".gguf" : "";
+  std::vector<std::string> keys(candidates.size());
+  std::vector<char> to_measure(candidates.size(), 0);
+  std::map<std::string, size_t> first_with;  // allocation key -> first candidate with it
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    AutoCandidate& c = candidates[i];
+    if (!c.failure.empty()) continue;
+    try {
+      if (!c.plan) c.plan = uniform_plan(model, parse_scheme(c.scheme), o.head, target);
+    } catch (const Error& e) {
+      c.failure = e.what();
+      continue;
+    }
+    keys[i] = allocation_key(*c.plan);
+    const bool first = first_with.emplace(keys[i], i).second;
+    to_measure[i] = first && !fs::exists(run_dir / "evals" / (c.name + ".json"), ec);
+  }
+  progress.set_work(to_measure);
+  std::map<std::string, std::string> measured_allocations;  // allocation key -> candidate measured
   for (size_t i = 0; i < candidates.size(); ++i) {
     AutoCandidate& c = candidates[i];
     const int index = static_cast<int>(i);
@@ -339,35 +359,31 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
       progress.candidate(index, c.name + ": no plan (" + c.failure + ")");
     } else if (!eval_j.is_null()) {
       progress.candidate(index, c.name + ": measured earlier (" + eval_j.value("status", std::string("?")) + ")");
-      if (eval_j.value("status", "") == "done" && !eval_j.contains("same_as")) {
-        measured_allocations.emplace(allocation_key(read_plan(plan_path.string())), c.name);
-      }
+      if (eval_j.value("status", "") == "done" && !eval_j.contains("same_as")) measured_allocations.emplace(keys[i], c.name);
+    } else if (const auto it = measured_allocations.find(keys[i]); it != measured_allocations.end()) {
+      write_plan(*c.plan, plan_path.string());
+      eval_j = read_json_file((run_dir / "evals" / (it->second + ".json")).string(), "candidate measurements");
+      eval_j["same_as"] = it->second;
+      progress.candidate(index, c.name + ": the same allocation as " + it->second + " (measured once)");
+      write_file_atomically(eval_path.string(), eval_j.dump(1) + "\n");
     } else {
       progress.start_candidate();
       try {
-        Plan plan = c.plan ? *c.plan : uniform_plan(model, parse_scheme(c.scheme), o.head, target);
-        write_plan(plan, plan_path.string());
-        plan = read_plan(plan_path.string());  // what the file says is what runs
-        const std::string key = allocation_key(plan);
-        if (const auto it = measured_allocations.find(key); it != measured_allocations.end()) {
-          eval_j = read_json_file((run_dir / "evals" / (it->second + ".json")).string(), "candidate measurements");
-          eval_j["same_as"] = it->second;
-          progress.candidate(index, c.name + ": the same allocation as " + it->second + " (measured once)");
-        } else {
-          std::snprintf(line, sizeof line, "%s: quantizing (%s, %.4f bits/weight)", c.name.c_str(),
-                        plan.method.c_str(), plan.bits_per_weight);
-          progress.candidate(index, line);
-          const CandidateMeasurement m = quantize_and_measure(model_path, load, plan, qopt,
-                                                              (run_dir / model_of(nullptr)).string(), eval,
-                                                              ref_logits.string(), rules);
-          eval_j = m.to_json();
-          eval_j["status"] = "done";
-          measured_allocations.emplace(key, c.name);
-          std::snprintf(line, sizeof line, "%s: PPL %.4f, KLD %.5f, top-1 %.2f %%", c.name.c_str(), m.ppl, m.kld_mean,
-                        100 * m.top1_agree);
-          progress.measured();
-          progress.candidate(index, line);
-        }
+        write_plan(*c.plan, plan_path.string());
+        const Plan plan = read_plan(plan_path.string());  // what the file says is what runs
+        std::snprintf(line, sizeof line, "%s: quantizing (%s, %.4f bits/weight)", c.name.c_str(), plan.method.c_str(),
+                      plan.bits_per_weight);
+        progress.candidate(index, line, /*running=*/true);
+        const CandidateMeasurement m = quantize_and_measure(model_path, load, plan, qopt,
+                                                            (run_dir / model_of(nullptr)).string(), eval,
+                                                            ref_logits.string(), rules);
+        eval_j = m.to_json();
+        eval_j["status"] = "done";
+        measured_allocations.emplace(keys[i], c.name);
+        std::snprintf(line, sizeof line, "%s: PPL %.4f, KLD %.5f, top-1 %.2f %%", c.name.c_str(), m.ppl, m.kld_mean,
+                      100 * m.top1_agree);
+        progress.measured();
+        progress.candidate(index, line);
       } catch (const Error& e) {
         // One candidate that cannot be built or run does not end the run; it is reported.
         eval_j = {{"status", std::string("failed: ") + e.what()}};
