@@ -113,7 +113,7 @@ TEST(Auto, EndToEndReportMatchesRunJsonAndResumes) {
   EXPECT_EQ(slurp(run_dir + "/evals/" + run.chosen + ".json"), before);
   EXPECT_EQ(json::parse(slurp(run_dir + "/run.json")), run_j);
   const std::string other = std::regex_replace(args, std::regex("--bits 4.5"), "--bits 4") + " --resume";
-  mpq::test::expect_one_line_error(run_mpq(other, tmp), run_dir, "other settings (budget");
+  mpq::test::expect_one_line_error(run_mpq(other, tmp), run_dir, "other settings (differing: budget");
   EXPECT_EQ(json::parse(slurp(run_dir + "/run.json")), run_j);
 
   // A directory that is not a run is never written into.

@@ -240,9 +240,9 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
   if (o.resume && is_ours(run_dir)) {
     const nlohmann::json earlier = read_json_file(state_path.string(), "run state");
     if (earlier.value("settings", nlohmann::json()) != settings) {
-      fail(run_dir.string(), "holds a run with other settings (" +
+      fail(run_dir.string(), "holds a run with other settings (differing: " +
                                  differing(earlier.value("settings", nlohmann::json::object()), settings) +
-                                 " differ): rerun it with the same arguments, or choose another --out / --work-dir");
+                                 "): rerun it with the same arguments, or choose another --out / --work-dir");
     }
   }
   for (const char* sub : {"plans", "candidates", "evals"}) fs::create_directories(run_dir / sub, ec);
