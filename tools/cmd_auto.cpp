@@ -64,7 +64,10 @@ int run_auto_cmd(const AutoArgs& args) {
   o.resume = args.resume;
   o.rules = {{args.model.tokenizer_path}, args.force};
   std::string command = "mpq";
-  for (const auto& a : command_line()) command += " '" + a + "'";
+  // The command that reproduces the run from scratch (--resume only continues it).
+  for (const auto& a : command_line()) {
+    if (a != "--resume") command += " '" + a + "'";
+  }
   o.commands = {command};
   LoadOptions load;
   load.tokenizer_path = args.model.tokenizer_path;
