@@ -17,7 +17,7 @@ struct AutoArgs {
   ModelArgs model;
   double bits = std::numeric_limits<double>::quiet_NaN();
   std::string size;
-  std::string target = "compressed-tensors";
+  std::string target;  // "": llama.cpp for a .gguf --out, compressed-tensors otherwise
   std::string methods;
   std::string analyze = "fisher,output,channels";
   std::string formats;
@@ -64,14 +64,18 @@ int run_auto_cmd(const AutoArgs& args) {
   o.resume = args.resume;
   o.rules = {{args.model.tokenizer_path}, args.force};
   std::string command = "mpq";
-  for (const auto& a : command_line()) command += " '" + a + "'";
+  // The command that reproduces the run from scratch (--resume only continues it).
+  for (const auto& a : command_line()) {
+    if (a != "--resume") command += " '" + a + "'";
+  }
   o.commands = {command};
   LoadOptions load;
   load.tokenizer_path = args.model.tokenizer_path;
   load.runtime = runtime_options(args.model);
   const AutoResult r = run_auto(args.model.path, load, o, args.out);
   if (args.json) {
-    print_json({{"out", args.out}, {"run_dir", r.run_dir}, {"chosen", r.chosen}, {"candidates", r.run["candidates"]}});
+    print_json({{"out", args.out}, {"run_dir", r.run_dir}, {"report", r.report}, {"chosen", r.chosen},
+                {"candidates", r.run["candidates"]}});
     return 0;
   }
   std::printf("%-28s %8s %10s %10s %10s %8s\n", "candidate", "bits/w", "MB", "PPL", "KLD", "top-1");
@@ -84,7 +88,8 @@ int run_auto_cmd(const AutoArgs& args) {
                 c["bits_per_weight"].get<double>(), c["file_bytes"].get<double>() / 1e6, c["ppl"].get<double>(),
                 c["kld_mean"].get<double>(), c["top1_agree"].get<double>(), c["name"] == r.chosen ? "  <- chosen" : "");
   }
-  std::printf("best: %s -> %s (run directory %s)\n", r.chosen.c_str(), args.out.c_str(), r.run_dir.c_str());
+  std::printf("best: %s -> %s (run directory %s)\nreport: %s\n", r.chosen.c_str(), args.out.c_str(), r.run_dir.c_str(),
+              r.report.c_str());
   return 0;
 }
 
@@ -95,7 +100,8 @@ Registrar auto_cmd{{"auto", "analyze, plan, quantize and evaluate candidates at 
                                        ->check(positive_number());
                       auto* size = app.add_option("--size", args->size, "budget: total bytes of the Linear weights");
                       bits->excludes(size);
-                      app.add_option("--target", args->target, "engines the result must run in: compressed-tensors (default), transformers, vllm-cpu, mpq, or a comma list");
+                      app.add_option("--target", args->target, "engines the result must run in: compressed-tensors (default for a directory), transformers, vllm-cpu, mpq, "
+                                     "llama.cpp (default for a .gguf --out), or a comma list");
                       app.add_option("--methods", args->methods,
                                      "candidates: comma list of knapsack, channels, tiers, rule, bqp, uniform (default: all)");
                       app.add_option("--analyze", args->analyze,
@@ -114,7 +120,7 @@ Registrar auto_cmd{{"auto", "analyze, plan, quantize and evaluate candidates at 
                       app.add_option("--work-dir", args->work_dir, "run directory (default OUT.run)");
                       app.add_flag("--resume", args->resume, "continue an interrupted run in the run directory");
                       add_force_flag(app, args->force);
-                      app.add_option("--out", args->out, "the best model (a directory)")->required();
+                      app.add_option("--out", args->out, "the best model: a directory, or NAME.gguf (report beside it as NAME.report.html)")->required();
                       app.add_flag("--json", args->json, "print JSON");
                       return std::function<int()>([args] { return run_auto_cmd(*args); });
                     }}};

@@ -6,22 +6,27 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 
+#include "auto/candidates.h"
+#include "auto/measure.h"
 #include "calib/sensitivity_file.h"
 #include "io/model_writer.h"
 #include "io/read_file.h"
 #include "mpq/error.h"
-#include "mpq/eval.h"
 #include "plan/planner.h"
 #include "plan/target.h"
 #include "quant/quantize.h"
+#include "report/report.h"
+#include "report/run_file.h"
 
 namespace mpq {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr const char* kRunFormat = "mpq-auto-run";
-constexpr int kRunVersion = 1;
+constexpr const char* kStateFormat = "mpq-auto-state";
+constexpr int kStateVersion = 1;
+constexpr const char* kStateFile = "auto-state.json";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -35,208 +40,132 @@ std::string clock_text(double seconds) {
   return buf;
 }
 
-// Progress lines: "[auto] 3/9 quantize knapsack-fisher  (12m04s, about 20m left)". The estimate
-// comes from the steps finished so far, weighted by their kind's measured cost.
+// Progress lines on stderr: "[auto] 3/9 knapsack-fisher: quantizing  (4m10s elapsed, about 6m20s
+// left)". The estimate of what is left counts candidates only, at the mean time of those measured
+// in this run so far (the analysis and the reference pass have their own progress lines).
 class Progress {
  public:
-  Progress(bool on, int steps) : on_(on), steps_(steps), t0_(std::chrono::steady_clock::now()) {}
-  void add_steps(int n) { steps_ += n; }
-  void step(const std::string& what) {
-    ++done_;
-    if (!on_) return;
-    const double elapsed = seconds_since(t0_);
-    std::string eta;
-    if (done_ > 1) eta = ", about " + clock_text(elapsed / (done_ - 1) * (steps_ - done_ + 1)) + " left";
-    std::fprintf(stderr, "[auto] %d/%d %s  (%s elapsed%s)\n", done_, steps_, what.c_str(), clock_text(elapsed).c_str(),
-                 eta.c_str());
-  }
+  explicit Progress(bool on) : on_(on), t0_(std::chrono::steady_clock::now()) {}
   void note(const std::string& what) const {
-    if (on_) std::fprintf(stderr, "[auto] %s\n", what.c_str());
+    if (on_) std::fprintf(stderr, "[auto] %s  (%s elapsed)\n", what.c_str(), clock_text(seconds_since(t0_)).c_str());
+  }
+  // Which candidates will be quantized and measured in this run (not failed, not measured
+  // earlier, not the same allocation as an earlier one): the estimate counts those.
+  void set_work(std::vector<char> to_measure) { work_ = std::move(to_measure); }
+  // A line about candidate `index` (0-based); `running`: it is being measured now.
+  void candidate(int index, const std::string& what, bool running = false) const {
+    if (!on_) return;
+    std::string eta;
+    if (measured_ > 0) {
+      const double each = measured_seconds_ / measured_;
+      double left = running ? std::max(0.0, each - seconds_since(current_start_)) : 0.0;
+      for (size_t j = static_cast<size_t>(index) + 1; j < work_.size(); ++j) left += work_[j] ? each : 0.0;
+      eta = ", about " + clock_text(left) + " left";
+    }
+    std::fprintf(stderr, "[auto] %d/%zu %s  (%s elapsed%s)\n", index + 1, work_.size(), what.c_str(),
+                 clock_text(seconds_since(t0_)).c_str(), eta.c_str());
+  }
+  void start_candidate() { current_start_ = std::chrono::steady_clock::now(); }
+  // A candidate measured in this run (not read back): its time goes into the estimate.
+  void measured() {
+    measured_seconds_ += seconds_since(current_start_);
+    ++measured_;
   }
 
  private:
   bool on_;
-  int steps_;
-  int done_ = 0;
-  std::chrono::steady_clock::time_point t0_;
+  std::vector<char> work_;
+  int measured_ = 0;
+  double measured_seconds_ = 0;
+  std::chrono::steady_clock::time_point t0_, current_start_;
 };
-
-// One candidate of the run.
-struct Candidate {
-  std::string name;    // "knapsack-fisher", "uniform-int4_g64", ...
-  std::string kind;    // "plan" or "uniform"
-  std::string method;  // planner method, or "uniform"
-  std::string cost;    // planner cost ("" for uniform, rule, channels)
-  std::string scheme;  // uniform: "int4_g64:gptq"
-  std::optional<Plan> plan;
-  std::string failure;  // why it could not be built ("" when it could)
-};
-
-uint64_t directory_bytes(const fs::path& dir) {
-  uint64_t total = 0;
-  std::error_code ec;
-  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
-    if (e.is_regular_file(ec)) total += e.file_size(ec);
-  }
-  return total;
-}
-
-// The budget as a planner request.
-void set_budget(PlanRequest& req, const PlanBudget& budget) {
-  if (budget.bytes > 0) req.bytes = budget.bytes;
-  else req.bits = budget.bits_per_weight;
-}
-
-// Exact bits of `format` over every Linear tensor of the sensitivity file.
-uint64_t uniform_bits(const SensitivityInput& in, WeightFormatId format, uint64_t* weights) {
-  uint64_t bits = 0;
-  *weights = 0;
-  for (const auto& t : in.tensors) {
-    bits += storage_bits(format, t.rows, t.cols);
-    *weights += static_cast<uint64_t>(t.rows) * static_cast<uint64_t>(t.cols);
-  }
-  return bits;
-}
-
-// True when the target runs `format` on every tensor of the file.
-bool accepted_everywhere(const SensitivityInput& in, const Target& target, WeightFormatId format) {
-  return std::all_of(in.tensors.begin(), in.tensors.end(),
-                     [&](const auto& t) { return target.accepts(format, t.rows, t.cols); });
-}
-
-double mean_bits(const SensitivityInput& in, WeightFormatId format) {
-  uint64_t weights = 0;
-  const uint64_t bits = uniform_bits(in, format, &weights);
-  return weights ? static_cast<double>(bits) / static_cast<double>(weights) : 0;
-}
-
-// The uniform schemes that fit the budget: the three with the most bits (the closest in size).
-std::vector<WeightFormatId> uniform_formats(const SensitivityInput& in, const PlanBudget& budget, const Target& target) {
-  std::vector<std::pair<uint64_t, WeightFormatId>> fitting;
-  for (const WeightFormatTraits& f : weight_formats()) {
-    if (f.value_kind == ValueKind::Half || !accepted_everywhere(in, target, f.id)) continue;
-    uint64_t weights = 0;
-    const uint64_t bits = uniform_bits(in, f.id, &weights);
-    if (bits <= budget.cap_bits(weights)) fitting.emplace_back(bits, f.id);
-  }
-  std::stable_sort(fitting.begin(), fitting.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  std::vector<WeightFormatId> out;
-  for (size_t i = 0; i < fitting.size() && i < 3; ++i) out.push_back(fitting[i].second);
-  return out;
-}
-
-// The average bits the budget allows (bytes budgets converted over the file's weights).
-double budget_bits(const SensitivityInput& in, const PlanBudget& budget) {
-  if (budget.bytes == 0) return budget.bits_per_weight;
-  uint64_t weights = 0;
-  uniform_bits(in, WeightFormatId::Int8_Channel, &weights);
-  return weights ? 8.0 * static_cast<double>(budget.bytes) / static_cast<double>(weights) : 0;
-}
-
-// Formats for the methods that place formats by rank (tiers, rule, bqp), from what the target runs
-// on every tensor: `low` < `mid` <= the budget's bits < `high`, where high is an 8-bit format when
-// the target runs one (else bf16: the kept weights), and the mission's bf16 / 8-bit / 4-bit tiers
-// near 8 bits. Empty when the target leaves no such choice.
-struct RankFormats {
-  std::optional<WeightFormatId> high, mid, low;
-};
-RankFormats rank_formats(const SensitivityInput& in, const Target& target, double budget_bits) {
-  RankFormats r;
-  std::vector<std::pair<double, WeightFormatId>> by_bits;
-  for (const WeightFormatTraits& f : weight_formats()) {
-    if (f.value_kind == ValueKind::Half || !accepted_everywhere(in, target, f.id)) continue;
-    if (std::find(in.formats.begin(), in.formats.end(), f.name) == in.formats.end()) continue;  // no measured costs
-    by_bits.emplace_back(mean_bits(in, f.id), f.id);
-  }
-  std::stable_sort(by_bits.begin(), by_bits.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (const auto& [bits, f] : by_bits) {
-    if (bits <= budget_bits && !r.mid) r.mid = f;
-    else if (r.mid && bits < mean_bits(in, *r.mid) && !r.low) r.low = f;
-  }
-  for (const auto& [bits, f] : by_bits) {
-    if (bits > budget_bits && bits <= 9 && weight_format(f).bits == 8) r.high = f;
-  }
-  if (!r.high || budget_bits >= 7) r.high = WeightFormatId::BF16;
-  return r;
-}
-
-std::vector<Candidate> make_candidates(const SensitivityInput& in, const AutoOptions& o, const std::vector<std::string>& methods,
-                                       const std::string& cost, const Target& target) {
-  std::vector<Candidate> out;
-  auto planned = [&](const std::string& name, const std::string& method, const std::string& plan_cost,
-                     std::vector<WeightFormatId> formats) {
-    Candidate c{name, "plan", method, plan_cost, "", std::nullopt, ""};
-    PlanRequest req;
-    req.method = method;
-    if (!plan_cost.empty()) req.cost = plan_cost;
-    req.formats = std::move(formats);
-    req.quantizer = o.quantizer;
-    req.target = target;
-    set_budget(req, o.budget);
-    try {
-      c.plan = make_plan(in, req);
-      c.plan->head = o.head;
-    } catch (const Error& e) {
-      c.failure = e.what();
-    }
-    out.push_back(std::move(c));
-  };
-  const double bits = budget_bits(in, o.budget);
-  const RankFormats rank = rank_formats(in, target, bits);
-  auto skipped = [&](const std::string& name, const std::string& why) {
-    out.push_back({name, "plan", name, "", "", std::nullopt, why});
-  };
-  for (const std::string& m : methods) {
-    if (m == "knapsack") {
-      planned("knapsack-" + cost, "knapsack", cost, {});
-    } else if (m == "channels") {
-      if (target.allows_channel_split()) planned("channels", "channels", "", {});
-    } else if (m == "tiers") {
-      // The mission's 16/8/4-bit tiers near 8 bits; below that the same idea one level down.
-      if (bits >= 7 && accepted_everywhere(in, target, WeightFormatId::FP8_E4M3_Channel) &&
-          accepted_everywhere(in, target, WeightFormatId::NVFP4)) {
-        planned("tiers-" + cost, "tiers", cost, {WeightFormatId::BF16, WeightFormatId::FP8_E4M3_Channel, WeightFormatId::NVFP4});
-      } else if (rank.high && rank.mid && rank.low) {
-        planned("tiers-" + cost, "tiers", cost, {*rank.high, *rank.mid, *rank.low});
-      } else {
-        skipped("tiers-" + cost, "the target runs too few formats for three tiers");
-      }
-    } else if (m == "rule") {
-      if (rank.high && rank.mid) planned("rule", "rule", "", {*rank.mid, *rank.high});
-      else skipped("rule", "the target runs too few formats for the rule");
-    } else if (m == "bqp") {
-      if (in.shapley.is_object()) planned("bqp-shapley", "bqp", "shapley", {});
-      else if (rank.high && rank.mid) planned("bqp-" + cost, "bqp", cost, {*rank.high, *rank.mid});
-      else skipped("bqp-" + cost, "the target runs too few formats for bqp");
-    } else if (m == "uniform") {
-      for (WeightFormatId f : uniform_formats(in, o.budget, target)) {
-        Scheme s{f, o.quantizer};
-        out.push_back({std::string("uniform-") + weight_format(f).name, "uniform", "uniform", "", s.name(), std::nullopt, ""});
-      }
-    } else {
-      fail("--methods", "unknown candidate kind '" + m + "' (valid: knapsack, channels, tiers, rule, bqp, uniform)");
-    }
-  }
-  return out;
-}
-
-// The cost the plans use: the most faithful one the analysis measured.
-std::string best_cost(const SensitivityMethods& m) {
-  if (m.kld) return "kld";
-  if (m.fisher) return "fisher";
-  if (m.output) return "output";
-  fail("--analyze", "the analysis must measure kld, fisher or output for the planners");
-}
-
-bool is_ours(const fs::path& run_dir) {
-  std::error_code ec;
-  return fs::is_regular_file(run_dir / "run.json", ec) && json_with_format(kRunFormat)((run_dir / "run.json").string());
-}
 
 nlohmann::json read_json_if(const fs::path& p) {
   std::error_code ec;
   if (!fs::is_regular_file(p, ec)) return nullptr;
   return read_json_file(p.string());
+}
+
+bool is_ours(const fs::path& run_dir) {
+  std::error_code ec;
+  const fs::path state = run_dir / kStateFile;
+  return fs::is_regular_file(state, ec) && json_with_format(kStateFormat)(state.string());
+}
+
+// The settings that decide a run's results: what --resume requires to be equal. (The commands,
+// progress, cache and work directory do not change any number.)
+nlohmann::json run_settings(const Model& model, const std::string& model_path, const AutoOptions& o,
+                            const std::vector<std::string>& methods, const Target& target, bool gguf_out) {
+  return {{"analysis", analysis_settings(model, model_path, o.analysis)},
+          {"budget", o.budget.bytes > 0 ? nlohmann::json{{"bytes", o.budget.bytes}}
+                                        : nlohmann::json{{"bits_per_weight", o.budget.bits_per_weight}}},
+          {"target", target.name()},
+          {"output", gguf_out ? "gguf" : "directory"},
+          {"methods", methods},
+          {"quantizer", quantizer_name(o.quantizer)},
+          {"gptq", {{"act_order", o.quantize.gptq_act_order}, {"damp", o.quantize.gptq_damp}}},
+          {"head", o.head ? o.head->name() : "keep"},
+          {"evaluation", {{"text", o.eval_text}, {"ctx", o.eval_ctx}, {"chunks", o.eval_chunks},
+                          {"speed", o.measure_speed}}}};
+}
+
+// The names of the top-level settings that differ ("budget, target").
+std::string differing(const nlohmann::json& a, const nlohmann::json& b) {
+  std::string out;
+  for (const auto& [key, value] : a.items()) {
+    if (!b.contains(key) || b[key] != value) out += (out.empty() ? "" : ", ") + key;
+  }
+  for (const auto& [key, value] : b.items()) {
+    if (!a.contains(key)) out += (out.empty() ? "" : ", ") + key;
+  }
+  return out.empty() ? "format" : out;
+}
+
+// The candidate's row of run.json from its measurements (or failure).
+RunCandidate run_candidate(const AutoCandidate& c, const nlohmann::json& eval, const std::string& model_rel) {
+  RunCandidate r;
+  r.name = c.name;
+  r.kind = c.kind;
+  r.method = c.method;
+  r.cost = c.cost;
+  r.scheme = c.scheme;
+  const bool done = eval.is_object() && eval.value("status", "") == "done";
+  if (c.kind == "plan" || done) r.plan = "plans/" + c.name + ".json";
+  if (!done) {
+    r.status = !c.failure.empty() ? "failed: " + c.failure : eval.value("status", std::string("failed: not measured"));
+    return r;
+  }
+  const CandidateMeasurement m = CandidateMeasurement::from_json(eval, "evals/" + c.name + ".json");
+  r.status = "done";
+  r.model = model_rel;
+  r.bits_per_weight = m.bits_per_weight;
+  r.file_bytes = m.file_bytes;
+  r.ppl = m.ppl;
+  r.kld_mean = m.kld_mean;
+  r.kld_p99 = m.kld_p99;
+  r.top1_agree = m.top1_agree;
+  r.decode_tok_s = m.decode_tok_s;
+  r.seconds_quantize = m.seconds_quantize;
+  r.seconds_evaluate = m.seconds_evaluate;
+  return r;
+}
+
+// What a plan puts where (tensors, kept tensors, head), without its provenance: equal keys,
+// equal quantized models.
+std::string allocation_key(const Plan& plan) {
+  const nlohmann::json j = plan_to_json(plan);
+  return nlohmann::json{{"tensors", j["tensors"]}, {"unquantized", j.value("unquantized", nlohmann::json())},
+                        {"head", j.value("head", nlohmann::json())}}
+      .dump();
+}
+
+// Copies the file `from` to `to` through a temporary beside it (io/output.h rule 1).
+void copy_file_atomically(const fs::path& from, const std::string& to) {
+  StagedFile staged(to);
+  std::error_code ec;
+  fs::copy_file(from, staged.temp(), fs::copy_options::overwrite_existing, ec);
+  if (ec) fail(to, "cannot copy " + from.string() + ": " + ec.message());
+  staged.commit();
 }
 
 }  // namespace
@@ -250,78 +179,97 @@ std::string default_cache_dir() {
 
 std::vector<std::string> default_auto_methods() { return {"knapsack", "channels", "tiers", "rule", "bqp", "uniform"}; }
 
+std::string auto_report_path(const std::string& out) {
+  if (is_gguf_output(out)) return out.substr(0, out.size() - 5) + ".report.html";
+  return (fs::path(out) / "report.html").string();
+}
+
 AutoResult run_auto(const std::string& model_path, const LoadOptions& load, const AutoOptions& o, const std::string& out) {
   check(o.budget.bits_per_weight > 0 || o.budget.bytes > 0, "--bits/--size", "give a budget");
-  const Target target = parse_target(o.target);
+  const bool gguf_out = is_gguf_output(out);
+  const Target target = parse_target(o.target.empty() ? (gguf_out ? "llama.cpp" : "compressed-tensors") : o.target);
+  const bool llama = std::find(target.engines.begin(), target.engines.end(), Engine::LlamaCpp) != target.engines.end();
+  if (gguf_out && target.engines != std::vector<Engine>{Engine::LlamaCpp}) {
+    fail("--target", "a .gguf output (" + out + ") is for llama.cpp: use --target llama.cpp (or leave it out), not " +
+                         target.name());
+  }
+  if (!gguf_out && llama) fail("--out", "target llama.cpp writes a GGUF file: give --out NAME.gguf, not " + out);
   check(!o.eval_text.empty(), "--eval-text", "no evaluation text given and the default is missing");
   check(o.eval_chunks > 0 && o.eval_ctx >= 2, "--eval-chunks", "need at least one chunk of at least 2 tokens");
   OutputRules rules = o.rules;
   rules.inputs.push_back(model_path);
   rules.inputs.push_back(o.eval_text);
   for (const auto& f : o.analysis.calibration.text_paths) rules.inputs.push_back(f);
-  check_output_dir(out, rules);
+  // Everything that can be refused is refused before any work: OUT, its report, the run directory.
+  const std::string report_out = auto_report_path(out);
+  if (gguf_out) {
+    check_output_file(out, rules, is_mpq_gguf);
+    check_output_file(report_out, rules, file_with_magic(kReportMagic));
+  } else {
+    check_output_dir(out, rules);
+  }
   const fs::path run_dir = o.work_dir.empty() ? fs::path(out + ".run") : fs::path(o.work_dir);
   std::error_code ec;
   if (fs::exists(run_dir, ec)) {
     if (!is_ours(run_dir) && !(fs::is_directory(run_dir, ec) && fs::is_empty(run_dir, ec))) {
-      fail(run_dir.string(), "exists and is not an mpq auto run directory: refusing to write there");
+      fail(run_dir.string(), "exists and is not an mpq auto run directory (no " + std::string(kStateFile) +
+                                 "): refusing to write there");
     }
     if (is_ours(run_dir) && !o.resume) {
       fail(run_dir.string(), "holds an earlier run: continue it with --resume, or choose another --out / --work-dir");
     }
   }
   check_output_dir(run_dir.string(), {rules.inputs, true});  // inputs, current directory
-  fs::create_directories(run_dir / "plans", ec);
-  fs::create_directories(run_dir / "candidates", ec);
-  fs::create_directories(run_dir / "evals", ec);
-  if (ec) fail(run_dir.string(), "cannot create the run directory: " + ec.message());
+  const std::vector<std::string> methods = o.methods.empty() ? default_auto_methods() : o.methods;
 
-  std::vector<std::string> methods = o.methods.empty() ? default_auto_methods() : o.methods;
   Model model = load_model(model_path, load);
-  nlohmann::json run = {{"format", kRunFormat},
-                        {"version", kRunVersion},
-                        {"model", {{"path", model_path},
-                                   {"arch", model.config.arch},
-                                   {"parameters", model.parameter_count()},
-                                   {"identity", sensitivity_model_identity(model, model_path)}}},
-                        {"target", target.name()},
-                        {"calibration", calibration_json(o.analysis.calibration)},
-                        {"evaluation", {{"text", o.eval_text}, {"protocol", "llamacpp"}, {"ctx", o.eval_ctx},
-                                        {"chunks", o.eval_chunks}}},
-                        {"sensitivity", "sensitivity.json"},
-                        {"candidates", nlohmann::json::array()},
-                        {"chosen", nullptr},
-                        {"commands", o.commands}};
-  run["budget"] = o.budget.bytes > 0 ? nlohmann::json{{"bytes", o.budget.bytes}}
-                                     : nlohmann::json{{"bits_per_weight", o.budget.bits_per_weight}};
+  std::vector<std::pair<int64_t, int64_t>> shapes;
   uint64_t linear_weights = 0;
   for (const Linear* l : model.linears()) {
+    shapes.emplace_back(l->weights->out_features(), l->weights->in_features());
     linear_weights += static_cast<uint64_t>(l->weights->out_features()) * static_cast<uint64_t>(l->weights->in_features());
   }
-  run["model"]["linear_weights"] = linear_weights;
-  const std::string run_json = (run_dir / "run.json").string();
-  auto save_run = [&] { write_file_atomically(run_json, run.dump(1) + "\n"); };
-  save_run();  // marks the directory as an mpq run from the start (resumable)
+  AnalysisRequest analysis = o.analysis;
+  if (analysis.options.formats.empty()) analysis.options.formats = analysis_formats_for(target, shapes);
+  AutoOptions opts = o;
+  opts.analysis = analysis;
 
-  // ---- 1. sensitivity (cached)
-  const nlohmann::json settings = analysis_settings(model, model_path, o.analysis);
-  const std::string key = sha256_hex(settings.dump().data(), settings.dump().size()).substr(0, 16);
+  // ---- the run's settings: written first, compared on --resume
+  const nlohmann::json settings = run_settings(model, model_path, opts, methods, target, gguf_out);
+  const fs::path state_path = run_dir / kStateFile;
+  if (o.resume && is_ours(run_dir)) {
+    const nlohmann::json earlier = read_json_file(state_path.string(), "run state");
+    if (earlier.value("settings", nlohmann::json()) != settings) {
+      fail(run_dir.string(), "holds a run with other settings (differing: " +
+                                 differing(earlier.value("settings", nlohmann::json::object()), settings) +
+                                 "): rerun it with the same arguments, or choose another --out / --work-dir");
+    }
+  }
+  for (const char* sub : {"plans", "candidates", "evals"}) fs::create_directories(run_dir / sub, ec);
+  if (ec) fail(run_dir.string(), "cannot create the run directory: " + ec.message());
+  write_file_atomically(state_path.string(),
+                        nlohmann::json{{"format", kStateFormat}, {"version", kStateVersion}, {"settings", settings}}.dump(1) + "\n");
+
+  Progress progress(o.progress);
+  // ---- 1. sensitivity (cached by the analysis settings)
+  const nlohmann::json a_settings = settings["analysis"];
+  const std::string key = sha256_hex(a_settings.dump().data(), a_settings.dump().size()).substr(0, 16);
   const fs::path s_json = run_dir / "sensitivity.json";
-  int steps = 3;  // analysis, reference, final
-  Progress progress(o.progress, steps);
   if (!fs::exists(s_json, ec)) {
     fs::path cached;
     if (!o.cache_dir.empty()) cached = fs::path(o.cache_dir) / ("sensitivity-" + key + ".json");
     if (!cached.empty() && fs::exists(cached, ec) && json_with_format("mpq-sensitivity")(cached.string())) {
       progress.note("sensitivity: reusing " + cached.string());
     } else {
-      const fs::path target = cached.empty() ? s_json : cached;
+      progress.note("sensitivity analysis (" + a_settings["methods"].dump() + " over " +
+                    std::to_string(a_settings["formats"].size()) + " formats)");
+      const fs::path dest = cached.empty() ? s_json : cached;
       if (!cached.empty()) fs::create_directories(cached.parent_path(), ec);
-      AnalysisRequest request = o.analysis;
+      AnalysisRequest request = analysis;
       request.rules = rules;
       request.options.progress = o.progress;
       request.resume = o.resume;
-      run_analysis(model, model_path, request, target.string());
+      run_analysis(model, model_path, request, dest.string());
     }
     if (!cached.empty()) {
       write_file_atomically(sensitivity_sidecar_path(s_json.string()),
@@ -329,145 +277,176 @@ AutoResult run_auto(const std::string& model_path, const LoadOptions& load, cons
       write_file_atomically(s_json.string(), read_file(cached.string(), "sensitivity file"));
     }
   }
-  progress.step("sensitivity analysis");
   const SensitivityInput input = read_sensitivity_input(s_json.string(), /*load_channels=*/true);
+  check(input.model.value("sha256", std::string()) == settings["analysis"]["model"].value("sha256", std::string()),
+        s_json.string(), "is the sensitivity file of another model");
 
   // ---- 2. the reference: the unquantized model's log-probs on the evaluation text
-  const std::string text = read_file(o.eval_text, "evaluation text");
+  EvalSettings eval;
+  eval.text_path = o.eval_text;
+  eval.text = read_file(o.eval_text, "evaluation text");
+  eval.ctx = o.eval_ctx;
+  eval.chunks = o.eval_chunks;
+  eval.measure_speed = o.measure_speed;
+  eval.progress = o.progress;
   const fs::path ref_logits = run_dir / "reference.logits";
   const fs::path ref_json = run_dir / "reference.json";
-  nlohmann::json reference = read_json_if(ref_json);
-  if (reference.is_null() || !fs::exists(ref_logits, ec)) {
-    PplOptions p;
-    p.ctx = o.eval_ctx;
-    p.max_chunks = o.eval_chunks;
-    p.save_logits_path = ref_logits.string();
-    p.progress = false;
-    const PplResult r = evaluate_perplexity(model, text, o.eval_text, p);
-    reference = {{"ppl", r.ppl}, {"n_tokens", r.n_tokens}, {"file_bytes", fs::is_directory(model_path)
-                                                                            ? directory_bytes(model_path)
-                                                                            : fs::file_size(model_path)}};
-    write_file_atomically(ref_json.string(), reference.dump(1) + "\n");
+  nlohmann::json ref_j = read_json_if(ref_json);
+  ReferenceMeasurement reference;
+  if (ref_j.is_null() || !fs::exists(ref_logits, ec)) {
+    progress.note("reference: the unquantized model on " + std::to_string(o.eval_chunks) + " chunks of " +
+                  std::to_string(o.eval_ctx) + " tokens");
+    reference = measure_reference(model, model_path, eval, ref_logits.string());
+    write_file_atomically(ref_json.string(), reference.to_json().dump(1) + "\n");
+  } else {
+    reference = ReferenceMeasurement::from_json(ref_j, ref_json.string());
   }
-  run["reference"] = reference;
-  save_run();
-  progress.step("reference perplexity " + std::to_string(reference["ppl"].get<double>()));
+  char line[256];
+  std::snprintf(line, sizeof line, "reference perplexity %.4f", reference.ppl);
+  progress.note(line);
 
-  // ---- 3/4. candidates: plan, quantize, write, evaluate
-  const std::string cost = best_cost(o.analysis.options.methods);
-  std::vector<Candidate> candidates = make_candidates(input, o, methods, cost, target);
-  Progress& work = progress;
-  work.add_steps(2 * static_cast<int>(candidates.size()));
+  // ---- 3. candidates: plan, quantize, write, reload, evaluate
+  CandidateRequest creq;
+  creq.budget = o.budget;
+  creq.target = target;
+  creq.methods = methods;
+  creq.cost = planner_cost(analysis.options.methods.kld, analysis.options.methods.fisher, analysis.options.methods.output);
+  creq.quantizer = o.quantizer;
+  creq.head = o.head;
+  std::vector<AutoCandidate> candidates = make_candidates(input, creq);
+  check(!candidates.empty(), "--methods", "no candidate applies to this target and budget");
   QuantizeOptions qopt = o.quantize;
-  qopt.calibration = o.analysis.calibration;
+  qopt.calibration = analysis.calibration;
   qopt.progress = false;
-  for (Candidate& c : candidates) {
-    nlohmann::json row = {{"name", c.name}, {"kind", c.kind}, {"method", c.method}, {"cost", c.cost}};
-    if (!c.scheme.empty()) row["scheme"] = c.scheme;
-    const fs::path plan_path = run_dir / "plans" / (c.name + ".json");
-    const fs::path model_dir = run_dir / "candidates" / c.name;
-    const fs::path eval_path = run_dir / "evals" / (c.name + ".json");
-    nlohmann::json eval = read_json_if(eval_path);
-    if (!c.failure.empty()) {
-      row["status"] = "failed: " + c.failure;
-      run["candidates"].push_back(row);
-      work.step(c.name + ": no plan (" + c.failure + ")");
-      work.step(c.name + ": skipped");
-      save_run();
+  std::vector<RunCandidate> rows;
+  // Every candidate's plan first (a uniform scheme's with the target's fallbacks), so that
+  // candidates with the same allocation (a knapsack that found the uniform scheme optimal) are
+  // quantized and measured once: the same plan gives the same model (GPTQ is deterministic). The
+  // later ones record "same_as" and share the earlier one's model and numbers.
+  const std::string ext = gguf_out ? ".gguf" : "";
+  std::vector<std::string> keys(candidates.size());
+  std::vector<char> to_measure(candidates.size(), 0);
+  std::map<std::string, size_t> first_with;  // allocation key -> first candidate with it
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    AutoCandidate& c = candidates[i];
+    if (!c.failure.empty()) continue;
+    try {
+      if (!c.plan) c.plan = uniform_plan(model, parse_scheme(c.scheme), o.head, target);
+    } catch (const Error& e) {
+      c.failure = e.what();
       continue;
     }
-    if (eval.is_null()) {
+    keys[i] = allocation_key(*c.plan);
+    const bool first = first_with.emplace(keys[i], i).second;
+    to_measure[i] = first && !fs::exists(run_dir / "evals" / (c.name + ".json"), ec);
+  }
+  progress.set_work(to_measure);
+  std::map<std::string, std::string> measured_allocations;  // allocation key -> candidate measured
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    AutoCandidate& c = candidates[i];
+    const int index = static_cast<int>(i);
+    const fs::path plan_path = run_dir / "plans" / (c.name + ".json");
+    const fs::path eval_path = run_dir / "evals" / (c.name + ".json");
+    nlohmann::json eval_j = read_json_if(eval_path);
+    const auto model_of = [&](const nlohmann::json& e) {
+      return "candidates/" + (e.is_object() && e.contains("same_as") ? e["same_as"].get<std::string>() : c.name) + ext;
+    };
+    if (eval_j.is_object() && eval_j.value("status", "") == "done" &&
+        (!fs::exists(run_dir / model_of(eval_j), ec) || !fs::exists(plan_path, ec))) {
+      eval_j = nullptr;  // measured, but its model or plan is gone: again
+    }
+    if (!c.failure.empty()) {
+      progress.candidate(index, c.name + ": no plan (" + c.failure + ")");
+    } else if (!eval_j.is_null()) {
+      progress.candidate(index, c.name + ": measured earlier (" + eval_j.value("status", std::string("?")) + ")");
+      if (eval_j.value("status", "") == "done" && !eval_j.contains("same_as")) measured_allocations.emplace(keys[i], c.name);
+    } else if (const auto it = measured_allocations.find(keys[i]); it != measured_allocations.end()) {
+      write_plan(*c.plan, plan_path.string());
+      eval_j = read_json_file((run_dir / "evals" / (it->second + ".json")).string(), "candidate measurements");
+      eval_j["same_as"] = it->second;
+      progress.candidate(index, c.name + ": the same allocation as " + it->second + " (measured once)");
+      write_file_atomically(eval_path.string(), eval_j.dump(1) + "\n");
+    } else {
+      progress.start_candidate();
       try {
-        const auto t0 = std::chrono::steady_clock::now();
-        Model fresh = load_model(model_path, load);
-        Plan plan = c.plan ? *c.plan : uniform_plan(fresh, parse_scheme(c.scheme), o.head, target);
-        write_plan(plan, plan_path.string());
-        plan = read_plan(plan_path.string());  // what the file says is what runs
-        const QuantizeReport report = quantize(fresh, plan, qopt);
-        ModelWriteOptions write;
-        write.report = quantize_report_json(fresh, plan, qopt, report);
-        write.rules = {rules.inputs, /*force=*/true};  // our own run directory
-        write_model(fresh, model_dir.string(), write);
-        const double quantize_seconds = seconds_since(t0);
-        work.step("quantized " + c.name);
-        const auto t1 = std::chrono::steady_clock::now();
-        LoadOptions packed = load;
-        packed.runtime.packed = true;
-        Model q = load_model(model_dir.string(), packed);
-        PplOptions p;
-        p.ctx = o.eval_ctx;
-        p.max_chunks = o.eval_chunks;
-        p.kl_base_path = ref_logits.string();
-        p.progress = false;
-        const PplResult r = evaluate_perplexity(q, text, o.eval_text, p);
-        eval = {{"status", "done"},
-                {"bits_per_weight", report.bits_per_weight},
-                {"linear_bytes", (plan.total_bits + 7) / 8},
-                {"file_bytes", directory_bytes(model_dir)},
-                {"ppl", r.ppl},
-                {"ppl_ratio", r.ppl_ratio},
-                {"kld_mean", r.kld_mean},
-                {"kld_median", r.kld_median},
-                {"kld_p99", r.kld_p99},
-                {"top1_agree", r.top1_agree},
-                {"decode_tok_s", nullptr}};
-        if (o.measure_speed) {
-          BenchOptions b;
-          b.pp_tokens = 64;
-          b.tg_prompt = 32;
-          b.tg_tokens = 16;
-          b.repetitions = 1;
-          b.tg_repetitions = 5;
-          b.bandwidth_bytes = 0;
-          eval["decode_tok_s"] = benchmark_model(q, b).tg_tok_s;
-        }
-        eval["seconds"] = {{"quantize", quantize_seconds}, {"evaluate", seconds_since(t1)}};
-        write_file_atomically(eval_path.string(), eval.dump(1) + "\n");
-        char line[160];
-        std::snprintf(line, sizeof line, "evaluated %s: %.4f bits/weight, PPL %.4f, KLD %.5f", c.name.c_str(),
-                      report.bits_per_weight, r.ppl, r.kld_mean);
-        work.step(line);
+        write_plan(*c.plan, plan_path.string());
+        const Plan plan = read_plan(plan_path.string());  // what the file says is what runs
+        std::snprintf(line, sizeof line, "%s: quantizing (%s, %.4f bits/weight)", c.name.c_str(), plan.method.c_str(),
+                      plan.bits_per_weight);
+        progress.candidate(index, line, /*running=*/true);
+        const CandidateMeasurement m = quantize_and_measure(model_path, load, plan, qopt,
+                                                            (run_dir / model_of(nullptr)).string(), eval,
+                                                            ref_logits.string(), rules);
+        eval_j = m.to_json();
+        eval_j["status"] = "done";
+        measured_allocations.emplace(keys[i], c.name);
+        std::snprintf(line, sizeof line, "%s: PPL %.4f, KLD %.5f, top-1 %.2f %%", c.name.c_str(), m.ppl, m.kld_mean,
+                      100 * m.top1_agree);
+        progress.measured();
+        progress.candidate(index, line);
       } catch (const Error& e) {
         // One candidate that cannot be built or run does not end the run; it is reported.
-        eval = {{"status", std::string("failed: ") + e.what()}};
-        write_file_atomically(eval_path.string(), eval.dump(1) + "\n");
-        work.step(c.name + " failed: " + e.what());
-        work.step(c.name + ": skipped");
+        eval_j = {{"status", std::string("failed: ") + e.what()}};
+        progress.measured();
+        progress.candidate(index, c.name + " failed: " + e.what());
       }
-    } else {
-      work.step(c.name + ": done earlier");
-      work.step(c.name + ": done earlier");
+      write_file_atomically(eval_path.string(), eval_j.dump(1) + "\n");
     }
-    row.update(eval);
-    if (eval.value("status", "") == "done") {
-      row["plan"] = "plans/" + c.name + ".json";
-      row["model"] = "candidates/" + c.name;
-    }
-    run["candidates"].push_back(row);
-    save_run();
+    rows.push_back(run_candidate(c, eval_j, model_of(eval_j)));
   }
 
-  // ---- 5. the best candidate becomes OUT
-  const nlohmann::json* best = nullptr;
-  for (const auto& row : run["candidates"]) {
-    if (row.value("status", "") != "done") continue;
-    if (best == nullptr || row["kld_mean"].get<double>() < (*best)["kld_mean"].get<double>()) best = &row;
+  // ---- 4. the run file: the best candidate chosen
+  RunRecord run;
+  run.model_path = model_path;
+  run.arch = model.config.arch;
+  run.parameters = model.parameter_count();
+  run.linear_weights = linear_weights;
+  run.identity = settings["analysis"]["model"];
+  run.budget_bits_per_weight = o.budget.bytes > 0 ? 0 : o.budget.bits_per_weight;
+  run.budget_bytes = o.budget.bytes;
+  run.target = target.name();
+  run.calib_files = analysis.calibration.text_paths;
+  run.calib_samples = analysis.calibration.n_samples;
+  run.calib_len = analysis.calibration.seq_len;
+  run.calib_seed = analysis.calibration.seed;
+  run.eval_text = o.eval_text;
+  run.eval_protocol = "llama.cpp perplexity (mpq ppl --kl-base)";
+  run.eval_ctx = o.eval_ctx;
+  run.eval_chunks = o.eval_chunks;
+  run.reference_ppl = reference.ppl;
+  run.reference_file_bytes = reference.file_bytes;
+  run.sensitivity = "sensitivity.json";
+  run.candidates = rows;
+  const RunCandidate* best = nullptr;
+  for (const RunCandidate& r : run.candidates) {
+    if (r.done() && (best == nullptr || *r.kld_mean < *best->kld_mean)) best = &r;
   }
-  if (best == nullptr) fail(run_dir.string(), "no candidate could be built and evaluated (see run.json)");
-  run["chosen"] = (*best)["name"];
-  save_run();
-  const fs::path chosen_dir = run_dir / (*best)["model"].get<std::string>();
-  StagedDirectory staged(out, "hf-model");
-  for (const auto& e : fs::directory_iterator(chosen_dir)) {
-    const std::string name = e.path().filename().string();
-    if (name == kOutputManifest) continue;
-    fs::copy_file(e.path(), staged.path(name), ec);
-    if (ec) fail(out, "cannot copy " + e.path().string() + ": " + ec.message());
+  if (best == nullptr) fail(run_dir.string(), "no candidate could be built and evaluated (see evals/ for why)");
+  run.chosen = best->name;
+  run.commands = o.commands;
+  run.commands.push_back("mpq report '" + run_dir.string() + "'");
+  const std::string run_json = (run_dir / "run.json").string();
+  write_run_file(run, run_json);
+  write_report(run_dir.string(), default_report_path(run_dir.string()), /*force=*/false);
+
+  // ---- 5. the best candidate becomes OUT, with the report
+  const fs::path chosen_model = run_dir / best->model;
+  if (gguf_out) {
+    copy_file_atomically(chosen_model, out);
+    write_report(run_dir.string(), report_out, /*force=*/false);
+  } else {
+    StagedDirectory staged(out, "hf-model");
+    for (const auto& e : fs::directory_iterator(chosen_model)) {
+      const std::string name = e.path().filename().string();
+      if (name == kOutputManifest) continue;
+      fs::copy_file(e.path(), staged.path(name), ec);
+      if (ec) fail(out, "cannot copy " + e.path().string() + ": " + ec.message());
+    }
+    write_file_atomically(staged.path("report.html"), render_report(run_dir.string()));
+    staged.commit(rules);
   }
-  write_file_atomically(staged.path("run.json"), run.dump(1) + "\n");
-  staged.commit(rules);
-  progress.step("chose " + run["chosen"].get<std::string>() + " -> " + out);
-  return {run_dir.string(), run["chosen"].get<std::string>(), run};
+  progress.note("chose " + run.chosen + " -> " + out + "; report: " + report_out);
+  return {run_dir.string(), run.chosen, run_to_json(run), report_out};
 }
 
 }  // namespace mpq

@@ -1,22 +1,29 @@
-// mpq auto: from a model and a budget to the best model found, in one call. The whole mission as
-// one run, every step a file in the run directory (docs/AUTO.md):
+// mpq auto: from a model and a budget to the best model found, in one call (docs/AUTO.md):
 //
-//   1. sensitivity analysis (calib/analysis.h), cached by the model's identity and the analysis
-//      settings, so a second budget reuses it;
-//   2. the candidates at the budget: the plans of each method (knapsack, channels, tiers, rule, and
-//      bqp when the analysis measured Shapley interactions) and the uniform schemes that fit;
-//   3. each candidate quantized (GPTQ unless asked otherwise) and written as the engine loads it;
-//   4. each evaluated on held-out text (never the calibration split): perplexity and KL divergence
-//      against the unquantized model's saved logits, top-1 agreement, decode speed;
-//   5. the best (lowest mean KL divergence) copied to OUT, with report.html beside it.
+//   1. sensitivity analysis (calib/analysis.h) over the formats the target runs, cached by the
+//      model's identity and the analysis settings, so a second budget reuses it;
+//   2. the candidates at the budget (auto/candidates.h): the plans of each method and the uniform
+//      schemes that fit;
+//   3. each candidate quantized (GPTQ unless asked otherwise), written as its engine loads it, read
+//      back packed and evaluated on held-out text (auto/measure.h): perplexity and KL divergence
+//      against the unquantized model's saved log-probs, top-1 agreement, decode speed;
+//   4. the best (lowest mean KL divergence) copied to OUT, and the report (report/report.h) written
+//      into the run directory and beside OUT.
 //
-// Run directory (default "<OUT>.run"), resumable (--resume: finished steps are read back):
-//   run.json                     the run's record (format "mpq-auto-run"; docs/REPORT.md)
+// OUT is a Hugging Face directory (OUT/report.html inside it), or a GGUF file when it ends in
+// .gguf (target llama.cpp; the report beside it as NAME.report.html for NAME.gguf).
+//
+// Run directory (default "<OUT>.run"):
+//   auto-state.json              the settings of the run (format "mpq-auto-state"), written first:
+//                                what --resume checks; a run directory without it is not ours
+//   run.json                     the run's record (report/run_file.h), written once every
+//                                candidate is measured, through write_run_file (strictly valid)
+//   report.html                  the report
 //   sensitivity.json / .bin      the analysis (a copy of the cached one)
-//   reference.logits             the unquantized model's top-k log-probs on the evaluation text
-//   plans/<name>.json            every candidate's plan (uniform schemes too: the simplest plans)
-//   candidates/<name>/           every candidate model, as written for the target
-//   evals/<name>.json            every candidate's measurements
+//   reference.logits / .json     the unquantized model's top-k log-probs and PPL on the evaluation text
+//   plans/<name>.json            every candidate's plan (uniform schemes too, fallbacks resolved)
+//   candidates/<name>[.gguf]     every candidate model, as written for the target
+//   evals/<name>.json            every candidate's measurements or failure: the resumable progress
 #pragma once
 
 #include <optional>
@@ -33,7 +40,8 @@ namespace mpq {
 
 struct AutoOptions {
   PlanBudget budget;                  // average bits per quantized Linear weight, or bytes
-  std::string target = "compressed-tensors";  // the engines the result must run in (plan/target.h)
+  std::string target;                 // the engines the result must run in (plan/target.h); "":
+                                      // llama.cpp for a .gguf OUT, compressed-tensors otherwise
   std::vector<std::string> methods;   // candidate kinds among knapsack, channels, tiers, rule, bqp,
                                       // uniform (empty: all that apply)
   AnalysisRequest analysis;           // sensitivity methods, formats and calibration
@@ -56,7 +64,12 @@ struct AutoResult {
   std::string run_dir;      // the run directory
   std::string chosen;       // the chosen candidate's name
   nlohmann::json run;       // run.json as written
+  std::string report;       // the report written beside (or into) OUT
 };
+
+// Where the report of a run whose best model goes to `out` is written: OUT/report.html for a
+// directory, NAME.report.html beside NAME.gguf.
+std::string auto_report_path(const std::string& out);
 
 // Runs everything for the model at `model_path` (loaded with `load`) and writes the best
 // candidate to `out`. Throws mpq::Error naming the step, file or option at fault; a candidate

@@ -266,7 +266,9 @@ Section allocation_section(const ReportData& d) {
   std::string text = "<p>Kept model <b>" + esc(chosen.name) + "</b>: " +
                      (chosen.kind == "plan" ? "plan " + esc(d.chosen_plan_source) + " (method " + esc(plan.method) +
                                                   (plan.cost.empty() ? "" : ", cost " + esc(plan.cost)) + ")"
-                                            : "uniform scheme " + esc(chosen.scheme)) +
+                                            : "uniform scheme " + esc(chosen.scheme) +
+                                                  (chosen.plan.empty() ? std::string()
+                                                                       : " as applied (" + esc(d.chosen_plan_source) + ")")) +
                      ", " + esc(num(plan.bits_per_weight, 6)) + " bits per quantized Linear weight (exact storage, "
                      "scales and zero points included) over " + std::to_string(plan.tensors.size()) + " tensors" +
                      (n_split ? ", " + std::to_string(n_split) + " of them split by output channel" : std::string()) +

@@ -130,8 +130,9 @@ Section sensitivity_section(const ReportData& d) {
       }
     }
   }
-  // Small multiples: about four panels a row, cells no narrower than 8 px.
-  grid.cell_width = std::clamp((kFigureWidth / 4 - 70) / n_layers, 7.0, 30.0);
+  // Small multiples: up to four panels a row (fewer panels: wider cells), cells no narrower than 7 px.
+  const double per_row = static_cast<double>(std::clamp<size_t>(grid.panels.size(), 1, 4));
+  grid.cell_width = std::clamp((kFigureWidth / per_row - 70) / n_layers, 7.0, 30.0);
   grid.cell_height = 15;
   const double panel_w = 44 + grid.cell_width * n_layers;  // row labels + tiles
   grid.panel_columns = std::clamp(static_cast<int>((kFigureWidth + 28) / (panel_w + 28)), 1, 6);

@@ -51,7 +51,7 @@ std::vector<std::string> report_input_paths(const std::string& run_dir) {
     paths.push_back(s);
     paths.push_back(sensitivity_sidecar_path(s));
     for (const auto& c : run.candidates) {
-      if (c.kind == "plan") paths.push_back(run_path(run_dir, c.plan));
+      if (!c.plan.empty()) paths.push_back(run_path(run_dir, c.plan));
     }
   } catch (const Error&) {
     // An unreadable run file is reported by load_report_data; run.json alone is protected here.
@@ -100,7 +100,7 @@ ReportData load_report_data(const std::string& run_dir) {
 
   // The chosen candidate's allocation.
   const RunCandidate& chosen = d.run.chosen_candidate();
-  if (chosen.kind == "plan") {
+  if (!chosen.plan.empty()) {  // a plan, or a uniform scheme as applied (fallbacks resolved)
     const std::string p_path = run_path(run_dir, chosen.plan);
     const std::string p_bytes = read_file(p_path, "plan file");
     d.inputs.push_back({p_path, sha_of(p_bytes)});
@@ -143,6 +143,7 @@ double nominal_bits(const SensitivityInput& in, const std::string& format) {
   if (!id) return 0;
   uint64_t bits = 0, weights = 0;
   for (const auto& t : in.tensors) {
+    if (!format_accepts(*id, t.rows, t.cols)) continue;  // ggml blocks on rows of 172: not this tensor
     bits += storage_bits(*id, t.rows, t.cols);
     weights += static_cast<uint64_t>(t.rows * t.cols);
   }

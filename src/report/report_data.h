@@ -45,7 +45,7 @@ std::vector<std::string> report_input_paths(const std::string& run_dir);
 std::string short_kind(const std::string& kind);
 // Kinds in the order of their first appearance in the sensitivity file (q, k, v, o, gate, up, down).
 std::vector<std::string> kinds_in_order(const SensitivityInput& in);
-// Mean bits per weight of `format` over all tensors of the file (exact storage).
+// Mean bits per weight of `format` over the tensors of the file that can hold it (exact storage).
 double nominal_bits(const SensitivityInput& in, const std::string& format);
 
 }  // namespace mpq::report

@@ -123,10 +123,12 @@ RunCandidate candidate_from_json(const json& j, const std::string& where) {
         "unknown status \"" + c.status + "\" (valid: \"done\" or \"failed: <why>\")");
   // Kind-specific keys: a key that belongs to another kind is refused, not ignored.
   check(c.kind == "uniform" || !r.has("scheme"), r.at("scheme"), "only a uniform candidate has a scheme");
-  check(c.kind == "plan" || !r.has("plan"), r.at("plan"), "only a plan candidate has a plan file");
+  check(c.kind != "llama.cpp" || !r.has("plan"), r.at("plan"), "a llama.cpp candidate has no plan file");
   if (c.kind == "uniform") {
     c.scheme = r.string("scheme");
     parse_scheme(c.scheme, r.at("scheme"));  // refuses unknown formats/quantizers by name
+    // Optional: the scheme as applied, the target's fallbacks resolved per tensor.
+    if (r.has("plan")) c.plan = r.string("plan");
   }
   if (c.kind == "plan") {
     c.plan = r.string("plan");
@@ -225,7 +227,7 @@ json run_to_json(const RunRecord& run) {
               {"seconds", {{"quantize", optional_number(c.seconds_quantize)}, {"evaluate", optional_number(c.seconds_evaluate)}}}};
     if (c.kind == "plan" || !c.cost.empty()) e["cost"] = c.cost;
     if (c.kind == "uniform") e["scheme"] = c.scheme;
-    if (c.kind == "plan") e["plan"] = c.plan;
+    if (c.kind == "plan" || (c.kind == "uniform" && !c.plan.empty())) e["plan"] = c.plan;
     candidates.push_back(e);
   }
   j["candidates"] = candidates;

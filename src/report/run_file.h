@@ -24,7 +24,8 @@ struct RunCandidate {
   std::string method;  // plans: tiers/knapsack/bqp/channels/rule; uniform: "uniform"; llama.cpp: its type (Q4_K_M)
   std::string cost;    // plans: the sensitivity cost (fisher, output, kld, shapley, salience, or "")
   std::string scheme;  // uniform only: "FORMAT:QUANTIZER"
-  std::string plan;    // plan only: the plan file, relative to RUN_DIR (or absolute)
+  std::string plan;    // plan: the plan file, relative to RUN_DIR (or absolute); uniform: optional,
+                       // the scheme as applied (the target's per-tensor fallbacks resolved)
   std::string model;   // the quantized model (directory or .gguf), relative to RUN_DIR (or absolute)
   std::string status;  // "done" or "failed: <why>"
   // Measurements (all set when done; any may be unset when failed).

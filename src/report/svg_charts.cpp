@@ -72,11 +72,28 @@ void draw_axes(Document& doc, const Scale& xs, const Scale& ys, const std::vecto
 
 void draw_references(Document& doc, const std::vector<ReferenceLine>& refs, const Scale& ys, double px0, double px1,
                      double py0, double py1) {
+  // Labels sit right-aligned above their line; one that would overlap a label already placed
+  // (two lines at nearly the same value: a model's average at its budget) moves left of it.
+  std::vector<Box> placed;
   for (const auto& r : refs) {
     const double y = ys(r.value);
     if (!std::isfinite(y) || y < py0 - 0.5 || y > py1 + 0.5) continue;
     doc.line(px0, y, px1, y, r.colour, 1.2, "stroke-dasharray=\"6 4\"");
-    if (!r.label.empty()) doc.text(px1 - 4, y - 4, r.label, kTickFont, "end", "fill=\"" + r.colour + "\" " + kHalo);
+    if (r.label.empty()) continue;
+    const double w = text_width(r.label, kTickFont);
+    double right = px1 - 4;
+    for (bool moved = true; moved;) {
+      moved = false;
+      const Box box{right - w, y - 4 - kTickFont, right, y - 2};
+      for (const Box& t : placed) {
+        if (t.overlaps(box)) {
+          right = t.x0 - 10;
+          moved = true;
+        }
+      }
+    }
+    placed.push_back({right - w, y - 4 - kTickFont, right, y - 2});
+    doc.text(right, y - 4, r.label, kTickFont, "end", "fill=\"" + r.colour + "\" " + kHalo);
   }
 }
 
