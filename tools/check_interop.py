@@ -273,13 +273,19 @@ def vllm_worker(path, ids):
 
 
 def describe(path):
+    """mpq's formats of the directory's modules (a channel split as `split HIGH/LOW`)."""
     try:
         with open(os.path.join(path, "config.json")) as f:
             qc = json.load(f).get("quantization_config") or {}
     except OSError:
         return "gguf" if path.endswith(".gguf") else "?"
-    formats = {m.get("format") for m in (qc.get("mpq") or {}).get("modules", {}).values()}
-    return ",".join(sorted(f for f in formats if f)) or qc.get("format", "dense")
+    formats = set()
+    for m in (qc.get("mpq") or {}).get("modules", {}).values():
+        if m.get("split"):
+            formats.add(f"split {m.get('high_format')}/{m.get('format')}")
+        elif m.get("format"):
+            formats.add(m["format"])
+    return ",".join(sorted(formats)) or qc.get("format", "dense")
 
 
 def check_dir(args, path, tmpdir):
