@@ -61,12 +61,19 @@ def run(cmd, **kw):
 def mpq_logits(mpq, model, text, tmpdir):
     """ids and float32 logits [n, vocab] of one sentence, from `mpq logits`."""
     import numpy as np
-    out = os.path.join(tmpdir, "logits.bin")
-    r = run([mpq, "logits", model, "--text", text, "--out", out, "--json"])
-    if r.returncode != 0:
-        raise RuntimeError(f"mpq logits: {last_line(r.stderr or r.stdout)}")
-    j = json.loads(r.stdout)
-    logits = np.fromfile(out, dtype="<f4").reshape(j["n_ids"], j["vocab"])
+    # A new name each time: mpq refuses to overwrite a file it did not write in this run.
+    fd, out = tempfile.mkstemp(suffix=".logits.bin", dir=tmpdir)
+    os.close(fd)
+    os.remove(out)
+    try:
+        r = run([mpq, "logits", model, "--text", text, "--out", out, "--json"])
+        if r.returncode != 0:
+            raise RuntimeError(f"mpq logits: {last_line(r.stderr or r.stdout)}")
+        j = json.loads(r.stdout)
+        logits = np.fromfile(out, dtype="<f4").reshape(j["n_ids"], j["vocab"])
+    finally:
+        if os.path.exists(out):
+            os.remove(out)
     return j["ids"], logits
 
 

@@ -58,8 +58,18 @@ def finish(tmp, out):
 
 def write_dense(gguf, out):
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(os.path.abspath(gguf)),
-                                                 gguf_file=os.path.basename(gguf), dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(os.path.dirname(os.path.abspath(gguf)),
+                                                  gguf_file=os.path.basename(gguf), dtype=torch.float32)
+    # transformers refuses to save a model it loaded from GGUF ("quantized with gguf and is not
+    # serializable"), although its weights are plain float32 tensors by now: the same weights in
+    # a model built from the config alone save like any other.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=True)
+    if missing or unexpected:
+        raise SystemExit(f"{gguf}: state dict does not match its config: {missing} {unexpected}")
     tmp = staged(out)
     try:
         model.save_pretrained(tmp)
