@@ -13,7 +13,8 @@ For every DIR (a quantized model directory written by `mpq quantize`):
               little-endian f32, row-major, one row per input position).
   tf          transformers `AutoModelForCausalLM.from_pretrained(DIR)` (the default path: the model
               is built compressed and compressed-tensors decompresses it on the first forward),
-              run in float32 on mpq's ids; argmax agreement over all positions and the mean
+              in the config's dtype (what a user gets; a bf16 model is named in the cell), on
+              mpq's ids; argmax agreement over all positions and the mean
               KL(mpq || transformers) per sentence. A load that reports missing / unexpected /
               mismatched keys is a failure even when it does not raise (such a model runs on
               random weights).
@@ -181,9 +182,12 @@ def tf_logits(path, sentences_ids, dequantize, gguf_file=None):
     """Load with transformers and run every id list; returns ([logits], note) or raises."""
     import torch
     from transformers import AutoModelForCausalLM
-    kwargs = {"dtype": torch.float32, "output_loading_info": True}
+    # The dtype a user gets from `from_pretrained(DIR)`: the config's (mpq writes float32, and
+    # bfloat16 for directories with fp4 groups, whose weights transformers decompresses to bf16).
+    kwargs = {"output_loading_info": True}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
+        kwargs["dtype"] = torch.float32
     if dequantize:
         from transformers import CompressedTensorsConfig
         kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
@@ -202,12 +206,12 @@ def tf_logits(path, sentences_ids, dequantize, gguf_file=None):
     with torch.no_grad():
         for ids in sentences_ids:
             out.append(model(torch.tensor([ids])).logits[0].float().numpy())
-    return out
+    return out, ("" if model.dtype == torch.float32 else f" ({str(model.dtype).replace('torch.', '')} model)")
 
 
 def check_tf(path, ids_list, mpq_list, dequantize, gguf_file=None):
     try:
-        logits = tf_logits(path, ids_list, dequantize, gguf_file)
+        logits, note = tf_logits(path, ids_list, dequantize, gguf_file)
     except Exception as e:
         return f"FAIL: {e}"
     per = []
@@ -216,7 +220,7 @@ def check_tf(path, ids_list, mpq_list, dequantize, gguf_file=None):
             return f"FAIL: logits shape {got.shape} vs mpq {ref.shape}"
         a, kl = compare(ref, got)
         per.append((a, kl, len(ids)))
-    return fmt_logit_result(per)
+    return fmt_logit_result(per) + note
 
 
 def check_tokenizer(mpq, path, tokenize_file, source=None):
