@@ -84,6 +84,8 @@ outputs() {
     --target transformers,vllm-cpu
   quantize setup-int4sym_g128-gptq.transformers,vllm-cpu --scheme int4sym_g128:gptq --calib "$CALIB" --calib-samples 32 \
     --target transformers,vllm-cpu
+  quantize setup-int4sym_g64-gptq.transformers,vllm-cpu --scheme int4sym_g64:gptq --calib "$CALIB" --calib-samples 32 \
+    --target transformers,vllm-cpu
 
   # Plans (RTN) from one sensitivity file.
   if [ ! -f "$OUT/S.json" ]; then
