@@ -57,6 +57,7 @@ plan() {  # NAME ARGS...: mpq plan $OUT/S.json ARGS --out $OUT/NAME.plan.json, t
 }
 
 outputs() {
+  rm -f "$OUT/refused.txt"  # refusals are asked again on every run
   # Uniform formats (RTN). Directory name: FORMAT.TARGET.
   quantize int8_channel.transformers --scheme int8_channel --target transformers
   quantize int4sym_g32.transformers,vllm-cpu --scheme int4sym_g32 --target transformers,vllm-cpu
