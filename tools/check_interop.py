@@ -13,7 +13,8 @@ For every DIR (a quantized model directory written by `mpq quantize`):
               little-endian f32, row-major, one row per input position).
   tf          transformers `AutoModelForCausalLM.from_pretrained(DIR)` (the default path: the model
               is built compressed and compressed-tensors decompresses it on the first forward),
-              run in float32 on mpq's ids; argmax agreement over all positions and the mean
+              in the config's dtype (what a user gets; a bf16 model is named in the cell), on
+              mpq's ids; argmax agreement over all positions and the mean
               KL(mpq || transformers) per sentence. A load that reports missing / unexpected /
               mismatched keys is a failure even when it does not raise (such a model runs on
               random weights).
@@ -21,8 +22,10 @@ For every DIR (a quantized model directory written by `mpq quantize`):
               is called in transformers 5: the weights are dequantized while loading).
   tokenizer   `AutoTokenizer.from_pretrained(DIR)` ids == `mpq tokenize SOURCE --json` ids (or
               `mpq tokenize DIR` without --source) on the sentences and on --tokenize-file.
-  vllm        (with --vllm-python) greedy 16 tokens from the first sentence's ids in vLLM's CPU
-              build, in a subprocess of that venv, against `mpq generate DIR -n 16 --json`.
+  vllm        (with --vllm-python) greedy 16 tokens (ignore_eos) from the first sentence's ids in
+              vLLM's CPU build, in a subprocess of that venv; each checked against mpq's argmax
+              on the same prefix (`mpq logits --ids`), and against `mpq generate DIR -n 16 --json`
+              (which stops at an end token).
 With --source, a first row checks the harness itself: mpq on the source GGUF against
 transformers loading the same GGUF (gguf_file=..., dequantized to float32 by transformers).
 
@@ -61,12 +64,19 @@ def run(cmd, **kw):
 def mpq_logits(mpq, model, text, tmpdir):
     """ids and float32 logits [n, vocab] of one sentence, from `mpq logits`."""
     import numpy as np
-    out = os.path.join(tmpdir, "logits.bin")
-    r = run([mpq, "logits", model, "--text", text, "--out", out, "--json"])
-    if r.returncode != 0:
-        raise RuntimeError(f"mpq logits: {last_line(r.stderr or r.stdout)}")
-    j = json.loads(r.stdout)
-    logits = np.fromfile(out, dtype="<f4").reshape(j["n_ids"], j["vocab"])
+    # A new name each time: mpq refuses to overwrite a file it did not write in this run.
+    fd, out = tempfile.mkstemp(suffix=".logits.bin", dir=tmpdir)
+    os.close(fd)
+    os.remove(out)
+    try:
+        r = run([mpq, "logits", model, "--text", text, "--out", out, "--json"])
+        if r.returncode != 0:
+            raise RuntimeError(f"mpq logits: {last_line(r.stderr or r.stdout)}")
+        j = json.loads(r.stdout)
+        logits = np.fromfile(out, dtype="<f4").reshape(j["n_ids"], j["vocab"])
+    finally:
+        if os.path.exists(out):
+            os.remove(out)
     return j["ids"], logits
 
 
@@ -76,6 +86,23 @@ def mpq_tokenize(mpq, model, text=None, path=None):
     if r.returncode != 0:
         raise RuntimeError(f"mpq tokenize: {last_line(r.stderr or r.stdout)}")
     return json.loads(r.stdout)["ids"]
+
+
+def mpq_logits_ids(mpq, model, ids, tmpdir):
+    """float32 logits [n, vocab] of an id list, from `mpq logits --ids`."""
+    import numpy as np
+    fd, out = tempfile.mkstemp(suffix=".logits.bin", dir=tmpdir)
+    os.close(fd)
+    os.remove(out)
+    try:
+        r = run([mpq, "logits", model, "--ids", " ".join(map(str, ids)), "--out", out, "--json"])
+        if r.returncode != 0:
+            raise RuntimeError(f"mpq logits: {last_line(r.stderr or r.stdout)}")
+        j = json.loads(r.stdout)
+        return np.fromfile(out, dtype="<f4").reshape(j["n_ids"], j["vocab"])
+    finally:
+        if os.path.exists(out):
+            os.remove(out)
 
 
 def mpq_generate(mpq, model, text, n):
@@ -155,9 +182,12 @@ def tf_logits(path, sentences_ids, dequantize, gguf_file=None):
     """Load with transformers and run every id list; returns ([logits], note) or raises."""
     import torch
     from transformers import AutoModelForCausalLM
-    kwargs = {"dtype": torch.float32, "output_loading_info": True}
+    # The dtype a user gets from `from_pretrained(DIR)`: the config's (mpq writes float32, and
+    # bfloat16 for directories with fp4 groups, whose weights transformers decompresses to bf16).
+    kwargs = {"output_loading_info": True}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
+        kwargs["dtype"] = torch.float32
     if dequantize:
         from transformers import CompressedTensorsConfig
         kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
@@ -176,12 +206,12 @@ def tf_logits(path, sentences_ids, dequantize, gguf_file=None):
     with torch.no_grad():
         for ids in sentences_ids:
             out.append(model(torch.tensor([ids])).logits[0].float().numpy())
-    return out
+    return out, ("" if model.dtype == torch.float32 else f" ({str(model.dtype).replace('torch.', '')} model)")
 
 
 def check_tf(path, ids_list, mpq_list, dequantize, gguf_file=None):
     try:
-        logits = tf_logits(path, ids_list, dequantize, gguf_file)
+        logits, note = tf_logits(path, ids_list, dequantize, gguf_file)
     except Exception as e:
         return f"FAIL: {e}"
     per = []
@@ -190,7 +220,7 @@ def check_tf(path, ids_list, mpq_list, dequantize, gguf_file=None):
             return f"FAIL: logits shape {got.shape} vs mpq {ref.shape}"
         a, kl = compare(ref, got)
         per.append((a, kl, len(ids)))
-    return fmt_logit_result(per)
+    return fmt_logit_result(per) + note
 
 
 def check_tokenizer(mpq, path, tokenize_file, source=None):
@@ -223,7 +253,7 @@ def check_tokenizer(mpq, path, tokenize_file, source=None):
     return f"ok: {n_ok}/{len(texts)} texts identical"
 
 
-def check_vllm(mpq, path, vllm_python):
+def check_vllm(mpq, path, vllm_python, tmpdir):
     try:
         prompt, expected = mpq_generate(mpq, path, SENTENCES[0], VLLM_TOKENS)
     except Exception as e:
@@ -236,8 +266,20 @@ def check_vllm(mpq, path, vllm_python):
     if r.returncode != 0 or not lines:
         return f"FAIL: {vllm_reason(r.stderr + r.stdout)}"
     got = json.loads(lines[-1][len("VLLM_RESULT "):])["tokens"]
+    # mpq generate stops at an end token; vLLM runs on (ignore_eos) to 16 tokens. Each of vLLM's
+    # tokens is checked against mpq's argmax on the same prefix (prompt + vLLM's earlier tokens):
+    # greedy decoding agrees up to the first miss.
+    try:
+        logits = mpq_logits_ids(mpq, path, prompt + got[:-1], tmpdir)
+    except Exception as e:
+        return f"FAIL: {e}"
+    ours = logits[len(prompt) - 1:].argmax(1).tolist()
+    agree = sum(int(a == b) for a, b in zip(ours, got))
+    first = next((i for i, (a, b) in enumerate(zip(ours, got)) if a != b), len(got))
     same = next((i for i, (x, y) in enumerate(zip(expected, got)) if x != y), min(len(expected), len(got)))
-    return f"ok: generates; first {same}/{len(expected)} tokens = mpq's"
+    ok = "ok" if agree >= 0.8 * len(got) else "FAIL"
+    return (f"{ok}: {len(got)} tokens; {agree}/{len(got)} = mpq's argmax on the same prefix (first miss at "
+            f"{first if first < len(got) else '-'}); mpq generate's {len(expected)} tokens: first {same} equal")
 
 
 def vllm_reason(text):
@@ -265,7 +307,7 @@ def vllm_worker(path, ids):
     llm = LLM(model=path, skip_tokenizer_init=not has_tokenizer, max_model_len=512,
               enforce_eager=True, max_num_seqs=1)
     out = llm.generate([TokensPrompt(prompt_token_ids=ids)],
-                       SamplingParams(max_tokens=VLLM_TOKENS, temperature=0, detokenize=False))
+                       SamplingParams(max_tokens=VLLM_TOKENS, temperature=0, ignore_eos=True, detokenize=False))
     print("VLLM_RESULT " + json.dumps({"tokens": list(out[0].outputs[0].token_ids)}), flush=True)
 
 
@@ -273,13 +315,19 @@ def vllm_worker(path, ids):
 
 
 def describe(path):
+    """mpq's formats of the directory's modules (a channel split as `split HIGH/LOW`)."""
     try:
         with open(os.path.join(path, "config.json")) as f:
             qc = json.load(f).get("quantization_config") or {}
     except OSError:
         return "gguf" if path.endswith(".gguf") else "?"
-    formats = {m.get("format") for m in (qc.get("mpq") or {}).get("modules", {}).values()}
-    return ",".join(sorted(f for f in formats if f)) or qc.get("format", "dense")
+    formats = set()
+    for m in (qc.get("mpq") or {}).get("modules", {}).values():
+        if m.get("split"):
+            formats.add(f"split {m.get('high_format')}/{m.get('format')}")
+        elif m.get("format"):
+            formats.add(m["format"])
+    return ",".join(sorted(formats)) or qc.get("format", "dense")
 
 
 def check_dir(args, path, tmpdir):
@@ -299,7 +347,7 @@ def check_dir(args, path, tmpdir):
                                              os.path.abspath(args.source) if args.source else None)
     except Exception as e:
         cells["tokenizer"] = f"FAIL: {e}"
-    cells["vllm"] = check_vllm(args.mpq, path, args.vllm_python) if args.vllm_python else "not run"
+    cells["vllm"] = check_vllm(args.mpq, path, args.vllm_python, tmpdir) if args.vllm_python else "not run"
     return cells
 
 
