@@ -444,6 +444,9 @@ void quantized_seed(const std::string& name, const synth::Spec& s,
 void quantized_seeds() {
   synth::Spec s;  // dim 32, ffn 48: rows and columns that are not multiples of the group sizes
   for (const WeightFormatTraits& f : weight_formats()) {
+    // ggml block formats are GGUF-only (the directory writer refuses them); the GGUF seeds
+    // carry one tensor of every ggml type.
+    if (is_ggml_format(f)) continue;
     quantized_seed(f.name, s, [&](const std::string&, int, LinearKind) { return ModuleChoice::whole(f.id, Quantizer::Rtn); },
                    std::nullopt, f.id == WeightFormatId::Int4_G128 || f.id == WeightFormatId::NVFP4);
   }
