@@ -106,7 +106,8 @@ class TensorReader {
                          std::to_string(rows));
     }
     s.high_rows.resize(static_cast<size_t>(n_high));
-    std::memcpy(s.high_rows.data(), raw.data, raw.nbytes);
+    // (an empty index tensor has no data pointer: memcpy from null is undefined even for 0 bytes)
+    if (n_high > 0) std::memcpy(s.high_rows.data(), raw.data, raw.nbytes);
     s.low_rows = complement_rows(s.high_rows, rows, raw.file + ": " + index_name);
     const int64_t n_low = rows - n_high;
     s.high = n_high > 0 ? read_quantized(module + ".high", high, n_high, cols, layout) : make_quantized_matrix(high, 0, 0);
