@@ -239,6 +239,36 @@ TEST(FuzzFindings, QuantizationConfigOfTheWrongTypeNamesTheFile) {
   }
 }
 
+// fuzz_quantized_dir (the CI smoke run): quantization_config.mpq.layout 1e19 was converted to int
+// (undefined behaviour), and so would a compressed-tensors group's num_bits have been.
+TEST(FuzzFindings, QuantizationConfigNumbersAreCheckedIntegers) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/q";
+  write_quantized_synthetic(dir);
+  const std::string config_path = dir + "/config.json";
+  const json config = json::parse(mpq::test::slurp(config_path));
+  mpq::LoadOptions options;
+  options.need_tokenizer = false;
+  for (const json& layout : {json(1e19), json(2.5), json(-1)}) {
+    SCOPED_TRACE(layout.dump());
+    json edited = config;
+    edited["quantization_config"]["mpq"]["layout"] = layout;
+    write_text(config_path, edited.dump());
+    expect_error([&] { mpq::load_model(dir, options); }, {config_path, "quantization_config.mpq.layout must be an integer"});
+  }
+  // Another tool's config (no mpq record): the group's num_bits.
+  json foreign = config;
+  foreign["quantization_config"].erase("mpq");
+  ASSERT_TRUE(foreign["quantization_config"].contains("config_groups"));
+  foreign["quantization_config"]["format"] = "pack-quantized";
+  for (auto& [name, group] : foreign["quantization_config"]["config_groups"].items()) {
+    group["format"] = "pack-quantized";
+    group["weights"]["num_bits"] = 1e19;
+  }
+  write_text(config_path, foreign.dump());
+  expect_error([&] { mpq::load_model(dir, options); }, {config_path, "weights.num_bits must be an integer"});
+}
+
 // fuzz_sensitivity: "version": "1" (a string) escaped as a bare nlohmann type_error; a channel
 // offset near 2^64 (or -4, read as 2^64 - 4) wrapped around in the bounds check and was read
 // far outside the sidecar; layer 2^31 - 1 overflowed n_layers = layer + 1; a float row count was

@@ -10,6 +10,7 @@
 #include "format/fp4.h"
 #include "format/fp8.h"
 #include "mpq/error.h"
+#include "util/json_number.h"
 
 namespace mpq {
 namespace {
@@ -361,7 +362,7 @@ CtScheme ct_scheme_from_group(const nlohmann::json& group, const std::string& to
   CtScheme s;
   try {
     s.format = group.value("format", nlohmann::json(nullptr)).is_string() ? group["format"].get<std::string>() : top_format;
-    s.num_bits = w.value("num_bits", 8);
+    s.num_bits = w.contains("num_bits") ? static_cast<int>(json_integer(w["num_bits"], 1, 64, where, "weights.num_bits")) : 8;
     s.type = w.value("type", std::string("int"));
     s.symmetric = w.value("symmetric", true);
     check(!w.value("dynamic", false), where, "dynamic weight quantization has no stored scales");

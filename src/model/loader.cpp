@@ -16,6 +16,7 @@
 #include "model/config.h"
 #include "format/channel_split.h"
 #include "mpq/error.h"
+#include "util/json_number.h"
 #include "mpq/model.h"
 #include "mpq/tokenizer.h"
 
@@ -245,7 +246,9 @@ StoredModules quantized_module_formats_unchecked(const Checkpoint& ck, const std
   const nlohmann::json* modules = nullptr;
   if (qc->is_object() && qc->contains("mpq") && (*qc)["mpq"].is_object() && (*qc)["mpq"].contains("modules")) {
     modules = &(*qc)["mpq"]["modules"];
-    stored.layout = (*qc)["mpq"].value("layout", 1);
+    const nlohmann::json& record = (*qc)["mpq"];
+    // A checked integer: a number like 1e19 converted to int is undefined behaviour (fuzz finding).
+    stored.layout = record.contains("layout") ? static_cast<int>(json_integer(record["layout"], 1, 1000, where, "quantization_config.mpq.layout")) : 1;
     check(stored.layout == 1 || stored.layout == kCtLayout, where, "unknown mpq layout " + std::to_string(stored.layout));
   }
   if (modules == nullptr) {
