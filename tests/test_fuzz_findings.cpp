@@ -219,23 +219,34 @@ TEST(FuzzFindings, HfConfigRopeNumbersAreChecked) {
 
 // fuzz_quantized_dir: "split": 3 in quantization_config.mpq.modules escaped load_model as a bare
 // nlohmann type_error (no file named).
+// A quantized synthetic directory in `tmp` and its config.json, to edit field by field.
+struct QuantizedDir {
+  std::string dir, config_path;
+  json config;
+  mpq::LoadOptions options;
+  explicit QuantizedDir(const TempDir& tmp) : dir(tmp.path() + "/q"), config_path(dir + "/config.json") {
+    write_quantized_synthetic(dir);
+    config = json::parse(mpq::test::slurp(config_path));
+    options.need_tokenizer = false;
+  }
+  void expect_refused(const json& edited, std::initializer_list<std::string> needles) const {
+    write_text(config_path, edited.dump());
+    expect_error([&] { mpq::load_model(dir, options); }, needles);
+  }
+};
+
 TEST(FuzzFindings, QuantizationConfigOfTheWrongTypeNamesTheFile) {
   TempDir tmp;
-  const std::string dir = tmp.path() + "/q";
-  write_quantized_synthetic(dir);
-  const std::string config_path = dir + "/config.json";
-  const json config = json::parse(mpq::test::slurp(config_path));
-  mpq::LoadOptions options;
-  options.need_tokenizer = false;
-  ASSERT_NO_THROW(mpq::load_model(dir, options));
+  const QuantizedDir q(tmp);
+  const json& config = q.config;
+  ASSERT_NO_THROW(mpq::load_model(q.dir, q.options));
   const std::string module = "model.layers.0.self_attn.q_proj";
   ASSERT_TRUE(config["quantization_config"]["mpq"]["modules"].contains(module));
   for (const json& split : {json(3), json("yes"), json::array()}) {
     SCOPED_TRACE(split.dump());
     json edited = config;
     edited["quantization_config"]["mpq"]["modules"][module]["split"] = split;
-    write_text(config_path, edited.dump());
-    expect_error([&] { mpq::load_model(dir, options); }, {config_path, "split must be true or false"});
+    q.expect_refused(edited, {q.config_path, "split must be true or false"});
   }
 }
 
@@ -243,18 +254,13 @@ TEST(FuzzFindings, QuantizationConfigOfTheWrongTypeNamesTheFile) {
 // (undefined behaviour), and so would a compressed-tensors group's num_bits have been.
 TEST(FuzzFindings, QuantizationConfigNumbersAreCheckedIntegers) {
   TempDir tmp;
-  const std::string dir = tmp.path() + "/q";
-  write_quantized_synthetic(dir);
-  const std::string config_path = dir + "/config.json";
-  const json config = json::parse(mpq::test::slurp(config_path));
-  mpq::LoadOptions options;
-  options.need_tokenizer = false;
+  const QuantizedDir q(tmp);
+  const json& config = q.config;
   for (const json& layout : {json(1e19), json(2.5), json(-1)}) {
     SCOPED_TRACE(layout.dump());
     json edited = config;
     edited["quantization_config"]["mpq"]["layout"] = layout;
-    write_text(config_path, edited.dump());
-    expect_error([&] { mpq::load_model(dir, options); }, {config_path, "quantization_config.mpq.layout must be an integer"});
+    q.expect_refused(edited, {q.config_path, "quantization_config.mpq.layout must be an integer"});
   }
   // Another tool's config (no mpq record): the group's num_bits.
   json foreign = config;
@@ -265,8 +271,7 @@ TEST(FuzzFindings, QuantizationConfigNumbersAreCheckedIntegers) {
     group["format"] = "pack-quantized";
     group["weights"]["num_bits"] = 1e19;
   }
-  write_text(config_path, foreign.dump());
-  expect_error([&] { mpq::load_model(dir, options); }, {config_path, "weights.num_bits must be an integer"});
+  q.expect_refused(foreign, {q.config_path, "weights.num_bits must be an integer"});
 }
 
 // fuzz_sensitivity: "version": "1" (a string) escaped as a bare nlohmann type_error; a channel

@@ -103,6 +103,16 @@ class GradientStatsSink final : public LinearGradientSink {
   std::vector<float> dw_;
 };
 
+// Σ g2·(w_hat − w)² over n entries, serial in index order (deterministic): the fisher cost's sum.
+double weighted_square_error(const float* g2, const float* w, const float* w_hat, int64_t n) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double d = static_cast<double>(w_hat[j]) - w[j];
+    sum += static_cast<double>(g2[j]) * d * d;
+  }
+  return sum;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -310,17 +320,11 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
     for (size_t fi = 0; fi < r.formats.size(); ++fi) {
       if (!format_accepts(r.formats[fi], r.head.rows, r.head.cols)) continue;
       const std::vector<float> w_hat = rtn_dequantized(r.formats[fi], w, r.head.rows, r.head.cols);
-      const float* g2 = sink.head_g2.data();
       const int64_t rows = r.head.rows, cols = r.head.cols;
       std::vector<double> row_sum(static_cast<size_t>(rows));
 #pragma omp parallel for schedule(static)
-      for (int64_t o = 0; o < rows; ++o) {
-        double sum = 0.0;  // per row serial; rows summed in order below: deterministic
-        for (int64_t i = o * cols; i < (o + 1) * cols; ++i) {
-          const double d = static_cast<double>(w_hat[i]) - w[i];
-          sum += static_cast<double>(g2[i]) * d * d;
-        }
-        row_sum[o] = sum;
+      for (int64_t o = 0; o < rows; ++o) {  // rows in parallel, summed in order below: deterministic
+        row_sum[o] = weighted_square_error(sink.head_g2.data() + o * cols, w.data() + o * cols, w_hat.data() + o * cols, cols);
       }
       double sum = 0.0;
       for (double v : row_sum) sum += v;
@@ -376,12 +380,7 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
         const std::vector<float> w_hat = rtn_dequantized(r.formats[fi], w[i], t.rows, t.cols);
         if (options.methods.fisher) {
           const std::vector<float>& g2 = sink.slots[l][static_cast<int>(t.kind)].g2;
-          double sum = 0.0;  // serial, fixed order
-          for (size_t j = 0; j < w_hat.size(); ++j) {
-            const double d = static_cast<double>(w_hat[j]) - w[i][j];
-            sum += static_cast<double>(g2[j]) * d * d;
-          }
-          t.fisher[fi] = 0.5 * sum;
+          t.fisher[fi] = 0.5 * weighted_square_error(g2.data(), w[i].data(), w_hat.data(), static_cast<int64_t>(w_hat.size()));
         }
         if (options.methods.output) {
           t.output[fi] = layer_output_error(w[i].data(), w_hat.data(), t.rows, t.cols, stats_of(t, *stats).xtx);
