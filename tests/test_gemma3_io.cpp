@@ -118,7 +118,8 @@ TEST(Gemma3Io, HfDirectoryRoundTrip) {
   EXPECT_EQ(config["architectures"][0], "Gemma3ForCausalLM");
   EXPECT_EQ(config["hidden_activation"], "gelu_pytorch_tanh");
   EXPECT_FALSE(config.contains("hidden_act"));
-  EXPECT_EQ(config["query_pre_attn_scalar"], 12.0);
+  EXPECT_EQ(config["query_pre_attn_scalar"], 12);
+  EXPECT_TRUE(config["query_pre_attn_scalar"].is_number_integer()) << "transformers' strict config wants an int";
   EXPECT_EQ(config["sliding_window"], 4);
   EXPECT_EQ(config["rope_local_base_freq"], 20000.0);
   EXPECT_EQ(config["rope_theta"], 1e6);

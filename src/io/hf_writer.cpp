@@ -1,5 +1,6 @@
 // Writing a (quantized) model as a Hugging Face directory: config.json with a compressed-tensors
 // quantization_config, model.safetensors, the tokenizer and a report.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -46,7 +47,14 @@ nlohmann::json hf_config(const ModelConfig& c) {
     // transformers 4's Gemma3TextConfig keys (transformers 5 reads them too).
     j.erase("hidden_act");
     j["hidden_activation"] = "gelu_pytorch_tanh";
-    j["query_pre_attn_scalar"] = c.query_pre_attn_scalar;
+    // An integer where it is one: transformers' Gemma3TextConfig declares it `int` and its strict
+    // validation refuses 256.0.
+    const float scalar = c.query_pre_attn_scalar;
+    if (scalar == std::floor(scalar) && scalar < 1e9f) {
+      j["query_pre_attn_scalar"] = static_cast<int64_t>(scalar);
+    } else {
+      j["query_pre_attn_scalar"] = scalar;
+    }
     j["rope_local_base_freq"] = c.rope_local_theta > 0 ? c.rope_local_theta : c.rope_theta;
     nlohmann::json types = nlohmann::json::array();
     for (int l = 0; l < c.n_layers; ++l) types.push_back(c.layer_window(l) > 0 ? "sliding_attention" : "full_attention");
