@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -212,4 +214,68 @@ TEST(Gemma3Io, GgufRefusesAnAttentionScaleLlamaCppWouldNotUse) {
     EXPECT_NE(std::string(e.what()).find("query_pre_attn_scalar"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(tmp.file("g.gguf")));
+}
+
+namespace {
+
+// A copy of GGUF `from` at `to` with metadata changed by `edit` (tensors as they are).
+void rewrite_gguf(const std::string& from, const std::string& to,
+                  const std::function<void(std::map<std::string, mpq::GgufValue>&)>& edit) {
+  const mpq::GgufFile src(from);
+  std::map<std::string, mpq::GgufValue> metadata = src.metadata();
+  metadata.erase("general.alignment");
+  edit(metadata);
+  mpq::GgufWriter w(to);
+  for (const auto& [key, value] : metadata) w.set(key, value);
+  for (const mpq::TensorRecord& t : src.tensors()) w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
+  w.finish();
+}
+
+}  // namespace
+
+// The GGUF reader's rule for local layers is llama.cpp's (src/models/gemma3.cpp, load_swa_pattern):
+// attention.sliding_window_pattern as a per-layer bool array (what mpq writes), or P with layer l
+// local when l % P < P − 1 (default P = 6), no local layers without attention.sliding_window;
+// soft-capping keys are refused by name.
+TEST(Gemma3Io, GgufLocalLayersFollowLlamaCppsRule) {
+  const std::string tok = mpq::test::shared_dir() + "/models/stories260K/gguf/stories260K.gguf";
+  if (!fs::exists(tok)) GTEST_SKIP() << "shared data not found: " << tok;
+  TempDir tmp;
+  mpq::synth::Spec spec = gemma_spec();
+  spec.vocab = 512;
+  spec.query_pre_attn_scalar = 8;
+  mpq::synth::write_model(mpq::synth::make_model(spec), tmp.file("hf"));
+  mpq::Model model = mpq::load_model(tmp.file("hf"), {.need_tokenizer = false});
+  model.tokenizer = mpq::load_tokenizer(tok);
+  mpq::write_model(model, tmp.file("g.gguf"), {});
+  const std::string pattern_key = "gemma3.attention.sliding_window_pattern";
+  struct Case {
+    const char* name;
+    std::function<void(std::map<std::string, mpq::GgufValue>&)> edit;
+    std::vector<uint8_t> local;
+    int window;
+  };
+  const std::vector<Case> cases = {
+      {"no pattern: P = 6", [&](auto& m) { m.erase(pattern_key); }, {1, 1, 1, 1}, 4},
+      {"P = 2", [&](auto& m) { m[pattern_key] = mpq::gguf_u32(2); }, {1, 0, 1, 0}, 4},
+      {"P = 3", [&](auto& m) { m[pattern_key] = mpq::gguf_u32(3); }, {1, 1, 0, 1}, 4},
+      {"P = 0: all local", [&](auto& m) { m[pattern_key] = mpq::gguf_u32(0); }, {1, 1, 1, 1}, 4},
+      {"no window", [&](auto& m) { m.erase("gemma3.attention.sliding_window"); }, {0, 0, 0, 0}, 0},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string path = tmp.file(std::string("case") + std::to_string(&c - cases.data()) + ".gguf");
+    rewrite_gguf(tmp.file("g.gguf"), path, c.edit);
+    const mpq::Model m = mpq::load_model(path);
+    EXPECT_EQ(m.config.local_layers, c.local);
+    EXPECT_EQ(m.config.sliding_window, c.window);
+  }
+  rewrite_gguf(tmp.file("g.gguf"), tmp.file("capped.gguf"),
+               [](auto& m) { m["gemma3.final_logit_softcapping"] = mpq::gguf_f32(30.f); });
+  try {
+    mpq::load_model(tmp.file("capped.gguf"));
+    FAIL() << "loaded";
+  } catch (const mpq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("final_logit_softcapping"), std::string::npos) << e.what();
+  }
 }
