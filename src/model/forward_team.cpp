@@ -15,10 +15,11 @@
 //           it keeps one stretch, ranges of KV heads                                   | meet
 //           merging the stretches, by query heads                                     | meet
 //   own:    attention output quantized; o, each thread its share                      | meet
-//   own:    residual, RMSNorm, quantization; gate/up shares                           | meet
-//   shared: bias and SwiGLU over ranges of the hidden values                          | meet
+//   own:    residual (gemma3: after the output's RMSNorm), RMSNorm, quantization;
+//           gate/up shares                                                             | meet
+//   shared: bias and SwiGLU (gemma3: GeGLU) over ranges of the hidden values          | meet
 //   own:    quantization; down shares                                                  | meet
-//   own:    residual
+//   own:    residual (gemma3: after the output's RMSNorm)
 // Every output value is computed by the same code on the same inputs as in run_layer (the
 // products' tiles, attention's stretches and the elementwise steps do not depend on which thread
 // runs them), so the results are bit for bit those of the fork-per-operation path.
