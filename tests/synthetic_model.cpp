@@ -25,7 +25,9 @@ SynthModel make_model(const Spec& s) {
   m.spec = s;
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> noise(0.f, 0.2f);
-  // Matrices and biases ~ N(0, 0.2); norm weights ~ N(1, 0.2) so that they matter too.
+  // Matrices and biases ~ N(0, 0.2); norm multipliers ~ N(1, 0.2) so that they matter too (a
+  // gemma3 file stores the multiplier minus one).
+  const float norm_mean = s.gemma() ? 0.f : 1.f;
   auto add = [&](const std::string& name, std::vector<int64_t> shape, float mean = 0.f) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -39,8 +41,12 @@ SynthModel make_model(const Spec& s) {
   add("model.embed_tokens.weight", {s.vocab, s.dim});
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {s.dim}, 1.f);
-    add(p + "post_attention_layernorm.weight", {s.dim}, 1.f);
+    add(p + "input_layernorm.weight", {s.dim}, norm_mean);
+    add(p + "post_attention_layernorm.weight", {s.dim}, norm_mean);
+    if (s.gemma()) {
+      add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_mean);
+      add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_mean);
+    }
     add(p + "self_attn.q_proj.weight", {s.q_dim(), s.dim});
     add(p + "self_attn.k_proj.weight", {s.kv_dim(), s.dim});
     add(p + "self_attn.v_proj.weight", {s.kv_dim(), s.dim});
@@ -52,8 +58,8 @@ SynthModel make_model(const Spec& s) {
     }
     if (s.attention_bias) add(p + "self_attn.o_proj.bias", {s.dim});
     if (s.qk_norm()) {
-      add(p + "self_attn.q_norm.weight", {s.head_dim}, 1.f);
-      add(p + "self_attn.k_norm.weight", {s.head_dim}, 1.f);
+      add(p + "self_attn.q_norm.weight", {s.head_dim}, norm_mean);
+      add(p + "self_attn.k_norm.weight", {s.head_dim}, norm_mean);
     }
     if (s.experts > 0) {
       add(p + "mlp.gate.weight", {s.experts, s.dim});
@@ -74,7 +80,7 @@ SynthModel make_model(const Spec& s) {
       add(p + "mlp.down_proj.bias", {s.dim});
     }
   }
-  add("model.norm.weight", {s.dim}, 1.f);
+  add("model.norm.weight", {s.dim}, norm_mean);
   if (!s.tied) add("lm_head.weight", {s.vocab, s.dim});
 
   m.config = {{"model_type", s.model_type},
@@ -94,6 +100,15 @@ SynthModel make_model(const Spec& s) {
   if (s.attention_bias) m.config["attention_bias"] = true;
   if (s.mlp_bias) m.config["mlp_bias"] = true;
   if (s.sliding_window > 0) m.config["sliding_window"] = s.sliding_window;
+  if (s.gemma()) {
+    m.config.erase("hidden_act");
+    m.config["hidden_activation"] = "gelu_pytorch_tanh";
+    m.config["query_pre_attn_scalar"] = s.query_pre_attn_scalar;
+    m.config["rope_local_base_freq"] = s.local_theta;
+    json types = json::array();
+    for (int l = 0; l < s.layers; ++l) types.push_back(s.local_layer(l) ? "sliding_attention" : "full_attention");
+    m.config["layer_types"] = types;
+  }
   if (s.experts > 0) {
     m.config[s.model_type == "mixtral" ? "num_local_experts" : "num_experts"] = s.experts;
     m.config["num_experts_per_tok"] = s.experts_per_token;

@@ -143,7 +143,8 @@ TEST(BackwardOps, Rope) {
 
 TEST(BackwardOps, AttentionGqaMhaAndSlidingWindow) {
   const int64_t n = 7;
-  const mpq::grad::AttentionShape shapes[] = {{4, 2, 8, 0}, {2, 2, 8, 0}, {4, 1, 8, 3}, {3, 3, 4, 1}};
+  // The last: scores scaled by 0.2 instead of 1/sqrt(8) (gemma3's query_pre_attn_scalar = 25).
+  const mpq::grad::AttentionShape shapes[] = {{4, 2, 8, 0}, {2, 2, 8, 0}, {4, 1, 8, 3}, {3, 3, 4, 1}, {4, 2, 8, 4, 0.2f}};
   int case_no = 0;
   for (const auto& s : shapes) {
     const std::string what = "attention case " + std::to_string(case_no++);
@@ -207,6 +208,23 @@ TEST(BackwardOps, SwiGlu) {
                   "swiglu dg");
   expect_gradient([&](const std::vector<float>& x) { return run(g, x); }, u, du, 1e-3, 1e-3, 5,
                   "swiglu du");
+}
+
+TEST(BackwardOps, GeGluTanh) {
+  const int64_t count = 40;
+  const auto g = mpq::test::gaussian(count, 6, 2.f), u = mpq::test::gaussian(count, 7),
+             r = mpq::test::gaussian(count, 8);
+  auto run = [&](const std::vector<float>& gg, const std::vector<float>& uu) {
+    std::vector<float> h(count);
+    mpq::grad::geglu_tanh(gg.data(), uu.data(), h.data(), count);
+    return probe(h, r);
+  };
+  std::vector<float> dg(count), du(count);
+  mpq::grad::geglu_tanh_backward(g.data(), u.data(), r.data(), dg.data(), du.data(), count);
+  expect_gradient([&](const std::vector<float>& x) { return run(x, u); }, g, dg, 1e-3, 1e-3, 9,
+                  "geglu dg");
+  expect_gradient([&](const std::vector<float>& x) { return run(g, x); }, u, du, 1e-3, 1e-3, 10,
+                  "geglu du");
 }
 
 TEST(BackwardOps, CrossEntropy) {
@@ -452,6 +470,15 @@ std::vector<SynthCase> synth_cases() {
   tied.layers = 3;
   tied.seed = 5;
   cases.push_back({"llama_tied_biases", tied});
+  mpq::synth::Spec gemma;  // post norms, GeGLU, local/global layers, scaled embedding
+  gemma.model_type = "gemma3_text";
+  gemma.layers = 3;
+  gemma.kv_heads = 1;
+  gemma.sliding_window = 3;
+  gemma.theta = 1e6;
+  gemma.tied = true;
+  gemma.seed = 6;
+  cases.push_back({"gemma3_local_global", gemma});
   return cases;
 }
 

@@ -170,6 +170,15 @@ synth::Spec windowed(synth::Spec s) {
   return s;
 }
 
+// gemma3: local layers 0 and 2 (window 5, own RoPE base), global layer 1, post norms, GeGLU.
+synth::Spec gemma3(synth::Spec s) {
+  s.layers = 3;
+  s.sliding_window = 5;
+  s.theta = 1e6;
+  s.tied = true;
+  return s;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Architectures, ForwardTeam,
     ::testing::Values(
@@ -180,7 +189,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"qwen3_qk_norm_split", spec_of("qwen3", 4, 1, 48), Weights::Split, true, KvCacheType::F16},
         Case{"llama_all_biases_split", with_biases(spec_of("llama", 5, 5, 40)), Weights::Split, false,
              KvCacheType::F32},
-        Case{"mistral_window", windowed(spec_of("mistral", 4, 2, 48)), Weights::Int4, true, KvCacheType::F32}),
+        Case{"mistral_window", windowed(spec_of("mistral", 4, 2, 48)), Weights::Int4, true, KvCacheType::F32},
+        Case{"gemma3_local_global", gemma3(spec_of("gemma3_text", 4, 1, 48)), Weights::Int4, true, KvCacheType::F16}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 // A long context, where attention splits every KV head's keys between the threads (the other

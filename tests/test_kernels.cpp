@@ -145,6 +145,51 @@ TEST(KernelSwiglu, EveryIsaMatchesTheScalarReference) {
   }
 }
 
+// GeGLU with tanh GELU (kernel/swiglu.h, gemma3): every vector path against the scalar reference
+// (libm exp), same lengths and edges as SwiGLU. Both compute g / (1 + e) · up with e = e^(-2u),
+// u = c·(g + a·g³). Bound, per value (ε = 2^-24): u is rounded a few times (g³, the sum, the
+// product; fused or not: 4ε relative at most), which moves e by |2u|·4ε relative, and exp_approx
+// adds 2ε; 1 + e passes a relative error of e on as e/(1 + e) of it; the division and the product
+// round once each in both paths. So |out − ref| ≤ ((|2u|·4 + 2)·ε·e/(1 + e) + 6ε)·|ref| (+1e-30
+// where e overflows in one path and not the other: both results are ~0).
+TEST(KernelGeglu, EveryIsaMatchesTheScalarReference) {
+  constexpr double kEps = 1.0 / (1 << 24);
+  const int64_t n = 1013;
+  auto gate = mpq::test::gaussian(n, 41);
+  const auto up = mpq::test::gaussian(n, 42);
+  for (int64_t i = 0; i < n; ++i) gate[i] *= 3.f;
+  const float edges[] = {0.f, -0.f, 30.f, -30.f, 100.f, -100.f, 1e-20f, -1e-20f};
+  for (size_t e = 0; e < std::size(edges); ++e) gate[n - 1 - e] = edges[e];
+  std::vector<float> reference = gate;
+  mpq::geglu_tanh_kernel(mpq::Isa::Scalar, reference.data(), up.data(), n);
+  // The scalar reference itself against the value in double: transformers' tanh form
+  // g/2 · (1 + tanh u) where 1 + tanh u does not cancel (u > -1), else the same value as
+  // g · σ(2u) (the identity (1 + tanh u)/2 = σ(2u); 1 + tanh u in double loses all its digits
+  // for u below about -19).
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    const double u = 0.7978845608028654 * (g + 0.044715 * g * g * g);
+    const double e = std::exp(-2 * u);
+    const double want = (u > -1 ? 0.5 * g * (1 + std::tanh(u)) : g / (1 + e)) * up[i];
+    const double rel = std::isfinite(e) ? (std::fabs(2 * u) * 4 + 2) * kEps * e / (1 + e) + 6 * kEps : 0;
+    ASSERT_LE(std::fabs(reference[i] - want), rel * std::fabs(want) + 1e-30) << "g " << g;
+  }
+  for (mpq::Isa isa : {mpq::Isa::Avx2, mpq::Isa::Avx512}) {
+    if (!mpq::cpu_supports(isa)) continue;
+    SCOPED_TRACE(mpq::isa_name(isa));
+    std::vector<float> out = gate;
+    mpq::geglu_tanh_kernel(isa, out.data(), up.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = gate[i];
+      const double u = 0.7978845608028654 * (g + 0.044715 * g * g * g);
+      const double e = std::exp(-2 * u);
+      const double rel = std::isfinite(e) ? (std::fabs(2 * u) * 4 + 2) * kEps * e / (1 + e) + 6 * kEps : 0;
+      ASSERT_LE(std::fabs(out[i] - reference[i]), rel * std::fabs(reference[i]) + 1e-30)
+          << "g " << gate[i] << " up " << up[i];
+    }
+  }
+}
+
 // Decode attention (kernel/attention.h): every path against the exact softmax-weighted sum in
 // double, on head sizes and key counts that are not multiples of the vector width. Error bound
 // from fp32 rounding (ε = 2^-24): each score s_j = scale·(q·k_j) is off by at most

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <numbers>
 #include <random>
@@ -90,9 +91,9 @@ std::string rope_type(const Spec& s) {
   return s.rope_scaling.value("rope_type", s.rope_scaling.value("type", std::string()));
 }
 
-Vec inv_freqs(const Spec& s) {
+Vec inv_freqs(const Spec& s, double theta) {
   Vec f(s.head_dim / 2);
-  for (int i = 0; i < s.head_dim / 2; ++i) f[i] = std::pow(s.theta, -2.0 * i / s.head_dim);
+  for (int i = 0; i < s.head_dim / 2; ++i) f[i] = std::pow(theta, -2.0 * i / s.head_dim);
   if (rope_type(s) == "llama3") {
     auto param = [&](const char* key) { return s.rope_scaling.at(key).get<double>(); };
     const double factor = param("factor"), low = param("low_freq_factor"),
@@ -118,11 +119,26 @@ void rope(double* head, int hd, double pos, const Vec& freq) {
   }
 }
 
-// Logits for every position of `tokens`: [n_tokens, vocab] row-major.
+// Logits for every position of `tokens`: [n_tokens, vocab] row-major. gemma3_text as
+// transformers' Gemma3ForCausalLM: embedding × sqrt(dim), every RMSNorm multiplying by 1 + w,
+// norms on the attention and MLP outputs, gelu_tanh MLP, scores × query_pre_attn_scalar^-1/2,
+// local layers with a window and their own (unscaled) RoPE base.
 Vec reference_logits(const SynthModel& m, const std::vector<int32_t>& tokens) {
   const Spec& s = m.spec;
   const int hd = s.head_dim, group = s.heads / s.kv_heads;
-  const Vec freq = inv_freqs(s);
+  const Vec global_freq = inv_freqs(s, s.theta);
+  Vec local_freq(hd / 2);
+  for (int i = 0; i < hd / 2; ++i) local_freq[i] = std::pow(s.local_theta, -2.0 * i / hd);
+  // RMSNorm weight as the multiplier (gemma3 stores multiplier - 1).
+  std::map<std::string, std::vector<float>> multipliers;
+  auto norm = [&](const std::string& name) -> const std::vector<float>& {
+    if (!s.gemma()) return m.at(name);
+    auto [it, added] = multipliers.try_emplace(name, m.at(name));
+    if (added) {
+      for (float& v : it->second) v += 1.f;  // in float, as Gemma3RMSNorm: 1.0 + weight.float()
+    }
+    return it->second;
+  };
   // Linear scaling divides positions by the factor.
   const double pos_scale =
       rope_type(s) == "linear" ? 1.0 / s.rope_scaling.at("factor").get<double>() : 1.0;
@@ -131,7 +147,14 @@ Vec reference_logits(const SynthModel& m, const std::vector<int32_t>& tokens) {
   for (size_t t = 0; t < tokens.size(); ++t) {
     const std::vector<float>& emb = m.at("model.embed_tokens.weight");
     Vec x(emb.begin() + tokens[t] * s.dim, emb.begin() + (tokens[t] + 1) * s.dim);
+    if (s.gemma()) {
+      for (double& v : x) v *= std::sqrt(static_cast<double>(s.dim));
+    }
     for (int l = 0; l < s.layers; ++l) {
+      const bool local = s.local_layer(l);
+      const Vec& freq = local ? local_freq : global_freq;
+      const int window = s.gemma() ? (local ? s.sliding_window : 0) : s.sliding_window;
+      const double score_scale = 1.0 / std::sqrt(s.gemma() ? s.query_pre_attn_scalar : static_cast<double>(hd));
       const std::string p = "model.layers." + std::to_string(l) + ".";
       auto w = [&](const std::string& name) -> const std::vector<float>& { return m.at(p + name); };
       // A bias applies wherever the checkpoint has one (the config flags decide which exist).
@@ -141,17 +164,17 @@ Vec reference_logits(const SynthModel& m, const std::vector<int32_t>& tokens) {
       };
       // Attention
       Vec xn = x;
-      rms_norm(xn.data(), s.dim, w("input_layernorm.weight"), s.eps);
+      rms_norm(xn.data(), s.dim, norm(p + "input_layernorm.weight"), s.eps);
       Vec q = matvec(w("self_attn.q_proj.weight"), xn, bias("self_attn.q_proj"));
       Vec k = matvec(w("self_attn.k_proj.weight"), xn, bias("self_attn.k_proj"));
       Vec v = matvec(w("self_attn.v_proj.weight"), xn, bias("self_attn.v_proj"));
       for (int h = 0; h < s.heads; ++h) {
-        if (s.qk_norm()) rms_norm(&q[h * hd], hd, w("self_attn.q_norm.weight"), s.eps);
-        rope(&q[h * hd], hd, t * pos_scale, freq);
+        if (s.qk_norm()) rms_norm(&q[h * hd], hd, norm(p + "self_attn.q_norm.weight"), s.eps);
+        rope(&q[h * hd], hd, local ? t : t * pos_scale, freq);
       }
       for (int h = 0; h < s.kv_heads; ++h) {
-        if (s.qk_norm()) rms_norm(&k[h * hd], hd, w("self_attn.k_norm.weight"), s.eps);
-        rope(&k[h * hd], hd, t * pos_scale, freq);
+        if (s.qk_norm()) rms_norm(&k[h * hd], hd, norm(p + "self_attn.k_norm.weight"), s.eps);
+        rope(&k[h * hd], hd, local ? t : t * pos_scale, freq);
       }
       keys[l].push_back(k);
       values[l].push_back(v);
@@ -160,13 +183,12 @@ Vec reference_logits(const SynthModel& m, const std::vector<int32_t>& tokens) {
         const int kvh = h / group;  // GQA: consecutive query heads share a KV head
         Vec score(t + 1, -1e300);
         double max_score = -1e300, sum = 0;
-        // causal: positions 0..t; a sliding window keeps only the latest `sliding_window`
-        const size_t oldest = s.sliding_window > 0 && t + 1 > static_cast<size_t>(s.sliding_window)
-                                  ? t + 1 - s.sliding_window : 0;
+        // causal: positions 0..t; a sliding window keeps only the latest `window`
+        const size_t oldest = window > 0 && t + 1 > static_cast<size_t>(window) ? t + 1 - window : 0;
         for (size_t j = oldest; j <= t; ++j) {
           double dot = 0;
           for (int i = 0; i < hd; ++i) dot += q[h * hd + i] * keys[l][j][kvh * hd + i];
-          score[j] = dot / std::sqrt(static_cast<double>(hd));
+          score[j] = dot * score_scale;
           max_score = std::max(max_score, score[j]);
         }
         for (double& sc : score) sum += (sc = std::exp(sc - max_score));
@@ -175,19 +197,26 @@ Vec reference_logits(const SynthModel& m, const std::vector<int32_t>& tokens) {
           for (int i = 0; i < hd; ++i) att[h * hd + i] += prob * values[l][j][kvh * hd + i];
         }
       }
-      const Vec o = matvec(w("self_attn.o_proj.weight"), att, bias("self_attn.o_proj"));
+      Vec o = matvec(w("self_attn.o_proj.weight"), att, bias("self_attn.o_proj"));
+      if (s.gemma()) rms_norm(o.data(), s.dim, norm(p + "post_attention_layernorm.weight"), s.eps);
       for (int i = 0; i < s.dim; ++i) x[i] += o[i];
-      // SwiGLU MLP
+      // SwiGLU MLP (gemma3: GeGLU with tanh GELU)
       xn = x;
-      rms_norm(xn.data(), s.dim, w("post_attention_layernorm.weight"), s.eps);
+      rms_norm(xn.data(), s.dim, norm(p + (s.gemma() ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")),
+               s.eps);
       const Vec gate = matvec(w("mlp.gate_proj.weight"), xn, bias("mlp.gate_proj"));
       const Vec up = matvec(w("mlp.up_proj.weight"), xn, bias("mlp.up_proj"));
       Vec act(s.ffn);
-      for (int i = 0; i < s.ffn; ++i) act[i] = gate[i] / (1 + std::exp(-gate[i])) * up[i];
-      const Vec down = matvec(w("mlp.down_proj.weight"), act, bias("mlp.down_proj"));
+      for (int i = 0; i < s.ffn; ++i) {
+        const double g = gate[i];
+        act[i] = s.gemma() ? 0.5 * g * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (g + 0.044715 * g * g * g))) * up[i]
+                           : g / (1 + std::exp(-g)) * up[i];
+      }
+      Vec down = matvec(w("mlp.down_proj.weight"), act, bias("mlp.down_proj"));
+      if (s.gemma()) rms_norm(down.data(), s.dim, norm(p + "post_feedforward_layernorm.weight"), s.eps);
       for (int i = 0; i < s.dim; ++i) x[i] += down[i];
     }
-    rms_norm(x.data(), s.dim, m.at("model.norm.weight"), s.eps);
+    rms_norm(x.data(), s.dim, norm("model.norm.weight"), s.eps);
     const Vec row = matvec(m.at(s.tied ? "model.embed_tokens.weight" : "lm_head.weight"), x);
     logits.insert(logits.end(), row.begin(), row.end());
   }
@@ -336,6 +365,48 @@ TEST(ModelArchReference, MistralSlidingWindow) {
   s.sliding_window = 5;
   Model model = check_against_reference(make_model(s));
   EXPECT_EQ(model.config.sliding_window, 5);
+}
+
+// Gemma 3: local (sliding-window 5 over 13 tokens, RoPE base 10000) and global layers (base 1e6,
+// linear scaling of the global layers only), scores × 12^-1/2 instead of 8^-1/2, four norms per
+// block stored as multiplier - 1, gelu_tanh MLP, embedding × sqrt(dim), tied head.
+TEST(ModelArchReference, Gemma3LocalAndGlobalLayers) {
+  for (bool scaled : {false, true}) {
+    SCOPED_TRACE(scaled ? "linear rope scaling" : "unscaled");
+    Spec s;
+    s.model_type = "gemma3_text";
+    s.layers = 3;  // local, global, local
+    s.sliding_window = 5;
+    s.theta = 1e6;
+    s.tied = true;
+    if (scaled) s.rope_scaling = {{"rope_type", "linear"}, {"factor", 4.0}};
+    Model model = check_against_reference(make_model(s));
+    const ModelConfig& c = model.config;
+    EXPECT_EQ(c.arch, "gemma3");
+    EXPECT_EQ(c.local_layers, (std::vector<uint8_t>{1, 0, 1}));
+    EXPECT_EQ(c.layer_window(0), 5);
+    EXPECT_EQ(c.layer_window(1), 0);
+    EXPECT_EQ(c.rope_local_theta, 10000.f);
+    EXPECT_EQ(c.rope_theta, 1e6f);
+  }
+}
+
+// The same model in BF16 and with the transformers 5 spelling of the RoPE keys.
+TEST(ModelArchReference, Gemma3Bf16AndRopeParameters) {
+  Spec s;
+  s.model_type = "gemma3_text";
+  s.layers = 3;
+  s.sliding_window = 4;
+  s.theta = 1e6;
+  s.local_theta = 5000;
+  s.dtype = DType::BF16;
+  SynthModel m = make_model(s);
+  m.config.erase("rope_theta");
+  m.config.erase("rope_local_base_freq");
+  m.config["rope_parameters"] = {{"full_attention", {{"rope_type", "default"}, {"rope_theta", 1e6}}},
+                                 {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 5000.0}}}};
+  Model model = check_against_reference(m);
+  EXPECT_EQ(model.config.rope_local_theta, 5000.f);
 }
 
 TEST(ModelArchReference, Bf16Checkpoint) {
@@ -524,8 +595,31 @@ void expect_load_error(const SynthModel& m, const std::string& file,
 
 TEST(ModelArchErrors, UnknownArchitecture) {
   SynthModel m = make_model(Spec{});
-  m.config["model_type"] = "gemma3";
-  expect_load_error(m, "config.json", {"unsupported architecture 'gemma3'", "llama"});
+  m.config["model_type"] = "phi3";
+  expect_load_error(m, "config.json", {"unsupported architecture 'phi3'", "llama", "gemma3_text"});
+}
+
+TEST(ModelArchErrors, Gemma3RefusesWhatItCannotRun) {
+  Spec s;
+  s.model_type = "gemma3_text";
+  s.sliding_window = 4;
+  const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
+      {[](json& c) { c["final_logit_softcapping"] = 30.0; }, "final_logit_softcapping"},
+      {[](json& c) { c["attn_logit_softcapping"] = 50.0; }, "attn_logit_softcapping"},
+      {[](json& c) { c["hidden_activation"] = "gelu"; }, "hidden_activation 'gelu'"},
+      {[](json& c) { c["use_bidirectional_attention"] = true; }, "use_bidirectional_attention"},
+      {[](json& c) { c["layer_types"] = {"sliding_attention", "chunked_attention"}; }, "layer_types[1]"},
+      {[](json& c) { c["layer_types"] = {"sliding_attention"}; }, "layer_types"},
+      {[](json& c) { c["rope_parameters"] = {{"sliding_attention", {{"rope_type", "linear"}, {"factor", 2.0}}}}; },
+       "sliding-window layers"},
+      {[](json& c) { c["rope_parameters"] = {{"global", {{"rope_type", "default"}}}}; }, "rope_parameters.global"},
+  };
+  for (const auto& [edit, phrase] : cases) {
+    SCOPED_TRACE(phrase);
+    SynthModel m = make_model(s);
+    edit(m.config);
+    expect_load_error(m, "config.json", {phrase});
+  }
 }
 
 TEST(ModelArchErrors, MissingField) {
@@ -625,10 +719,10 @@ TEST(ModelArchCli, NonexistentPath) {
 TEST(ModelArchCli, UnknownArchitecture) {
   TempDir tmp;
   SynthModel m = make_model(Spec{});
-  m.config["model_type"] = "gemma3";
+  m.config["model_type"] = "phi3";
   write_model(m, tmp.file("model"));
   expect_cli_error(run_mpq("info '" + tmp.file("model") + "'", tmp), tmp.file("model/config.json"),
-                   "unsupported architecture 'gemma3'");
+                   "unsupported architecture 'phi3'");
 }
 
 // Parameter count from the spec: embedding, per layer two norms, q/k/v/o, three MLP matrices,

@@ -384,7 +384,7 @@ TEST(HfTokenizerWriter, SmolLM2ByteLevelReadsBackIdentically) {
 
 // The larger models scripts/fetch_models.sh fetches, when present: Qwen2.5 (byte-level, qwen2
 // regex as a Split step) and Gemma 3 (SentencePiece without the space prefix, 262k tokens, 6k
-// added tokens; mpq does not run gemma3 models, but its tokenizer is a good test of the merges).
+// added tokens; a good test of the merges).
 TEST(HfTokenizerWriter, FetchedModelsReadBackIdentically) {
   REQUIRE_FILE(kWiki);
   const std::string wiki = text_head(kWiki, 100000);

@@ -55,6 +55,15 @@ int run_info(const InfoArgs& args) {
     entry.first++;
     entry.second += linear->weights->storage_bytes();
   }
+  if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+  if (!c.local_layers.empty()) {  // gemma3: which layers are local (sliding-window)
+    std::vector<int> local;
+    for (int l = 0; l < c.n_layers; ++l) {
+      if (c.local_layers[l]) local.push_back(l);
+    }
+    j["local_layers"] = local;
+    j["rope_local_theta"] = c.rope_local_theta;
+  }
   if (c.is_moe()) {
     j["n_experts"] = c.n_experts;
     j["n_experts_per_token"] = c.n_experts_per_token;

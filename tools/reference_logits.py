@@ -279,6 +279,17 @@ def patch_float64(model):
         var = x.pow(2).mean(-1, keepdim=True)
         return self.weight * (x * torch.rsqrt(var + self.variance_epsilon))
 
+    def gemma_rms_forward(self, x):  # Gemma3RMSNorm: x / rms * (1 + w), eps in `eps`
+        var = x.pow(2).mean(-1, keepdim=True)
+        return (1.0 + self.weight) * (x * torch.rsqrt(var + self.eps))
+
+    def per_type_rope_forward(self, x, position_ids, layer_type):  # Gemma3RotaryEmbedding
+        inv = getattr(self, f"{layer_type}_inv_freq").to(device=x.device, dtype=torch.float64)
+        scaling = getattr(self, f"{layer_type}_attention_scaling")
+        freqs = position_ids[..., None].to(torch.float64) * inv
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * scaling).to(x.dtype), (emb.sin() * scaling).to(x.dtype)
+
     def rope_forward(self, x, position_ids):
         inv = self.inv_freq.to(device=x.device, dtype=torch.float64)
         freqs = position_ids[..., None].to(torch.float64) * inv
@@ -291,6 +302,21 @@ def patch_float64(model):
         if cname.endswith("RMSNorm") and hasattr(mod, "variance_epsilon"):
             mod.forward = types.MethodType(rms_forward, mod)
             n_rms += 1
+        elif cname == "Gemma3RMSNorm":
+            mod.forward = types.MethodType(gemma_rms_forward, mod)
+            n_rms += 1
+        elif cname == "Gemma3RotaryEmbedding":
+            # One table per layer type (sliding_attention / full_attention), each its own base.
+            cfg = model.config
+            dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+            for lt in mod.layer_types:
+                rp = cfg.rope_parameters[lt]
+                if rp["rope_type"] != "default":
+                    raise SystemExit(f"--float64: rope_type {rp['rope_type']} of {lt} layers not patched")
+                base = float(rp["rope_theta"])
+                setattr(mod, f"{lt}_inv_freq", 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)))
+            mod.forward = types.MethodType(per_type_rope_forward, mod)
+            n_rope += 1
         elif cname.endswith("RotaryEmbedding") and hasattr(mod, "inv_freq"):
             rope_type = getattr(mod, "rope_type", "default")
             if rope_type == "default":

@@ -1,9 +1,10 @@
-// The in-memory decoder-only transformer (Llama family: llama, qwen2, qwen3) and its fp32
-// forward pass. Every Linear layer is a `Linear` whose weights sit behind the LinearWeights
+// The in-memory decoder-only transformer (Llama family: llama, mistral, qwen2, qwen3, the MoE
+// models mixtral and qwen3_moe; and gemma3) and its fp32 forward pass. Every Linear layer is a `Linear` whose weights sit behind the LinearWeights
 // interface, so a quantizer can swap them for another format and a calibration pass can watch
 // their inputs through ForwardHooks.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -22,10 +23,10 @@ struct PackedProduct;  // kernel/packed.h
 // Configuration
 
 struct ModelConfig {
-  std::string arch;            // "llama", "qwen2" or "qwen3"
+  std::string arch;            // the forward pass's family: "llama", "qwen2", "qwen3" or "gemma3"
   int n_layers = 0;            // decoder blocks
   int dim = 0;                 // hidden size
-  int ffn_dim = 0;             // SwiGLU intermediate size
+  int ffn_dim = 0;             // MLP intermediate size
   int n_heads = 0;             // query heads
   int n_kv_heads = 0;          // key/value heads (GQA when < n_heads)
   int head_dim = 0;            // per-head size (dim / n_heads unless the config says otherwise)
@@ -40,8 +41,22 @@ struct ModelConfig {
   bool qkv_bias = false;         // q/k/v projections have biases (qwen2; llama attention_bias)
   bool o_bias = false;           // o_proj has a bias (llama attention_bias)
   bool mlp_bias = false;         // gate/up/down have biases (llama mlp_bias)
-  int sliding_window = 0;        // attend to at most this many latest positions (0: no limit)
-  bool qk_norm = false;          // per-head RMSNorm on q and k before RoPE (qwen3)
+  int sliding_window = 0;        // attend to at most this many latest positions (0: no limit),
+                                 // in every layer or (local_layers) in the local ones
+  bool qk_norm = false;          // per-head RMSNorm on q and k before RoPE (qwen3, gemma3)
+  // Gemma 3 (family "gemma3"); the defaults are the Llama family's.
+  float embed_scale = 1.f;             // embedding rows are multiplied by this (gemma3: sqrt(dim))
+  float query_pre_attn_scalar = 0.f;   // attention scores scale by its -1/2 power; 0: head_dim
+  bool post_norms = false;             // RMSNorm of the attention and MLP outputs before each
+                                       // residual add (post_attention / post_feedforward_layernorm)
+  bool gelu_mlp = false;               // MLP gelu_tanh(gate) * up instead of silu(gate) * up
+  // Hugging Face files hold every RMSNorm weight of this model as w and the model multiplies by
+  // (1 + w); mpq keeps the multiplier 1 + w in memory (as GGUF files hold it), so the HF reader
+  // adds 1 and the HF writer subtracts it.
+  bool hf_norm_offset = false;
+  std::vector<uint8_t> local_layers;   // per layer: 1 = sliding-window (local) layer, 0 = full;
+                                       // empty: sliding_window applies to every layer
+  float rope_local_theta = 0.f;        // RoPE base of the local layers (unscaled); 0: rope_theta
   // Mixture of experts (mixtral, qwen3_moe): every layer's MLP is n_experts SwiGLU experts of
   // width ffn_dim, of which a router picks n_experts_per_token per token. 0: a dense MLP.
   int n_experts = 0;
@@ -49,6 +64,16 @@ struct ModelConfig {
   bool norm_topk_prob = false;   // renormalize the chosen experts' softmax weights to sum to 1
 
   bool is_moe() const { return n_experts > 0; }
+  // The window of layer l (0: none).
+  int layer_window(int l) const {
+    return local_layers.empty() || local_layers[l] != 0 ? sliding_window : 0;
+  }
+  // True when layer l uses the local RoPE tables (BatchPlan::rope_cos_local).
+  bool layer_local_rope(int l) const { return rope_local_theta > 0 && !local_layers.empty() && local_layers[l] != 0; }
+  // Scale of the attention scores q·k: 1/sqrt(query_pre_attn_scalar or head_dim), in float.
+  float attn_scale() const {
+    return 1.0f / std::sqrt(query_pre_attn_scalar > 0 ? query_pre_attn_scalar : static_cast<float>(head_dim));
+  }
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
@@ -174,8 +199,11 @@ struct Expert {
 struct DecoderLayer {
   std::vector<float> attn_norm;    // [dim] RMSNorm before attention
   std::vector<float> ffn_norm;     // [dim] RMSNorm before the MLP
-  std::vector<float> q_norm;       // [head_dim] (qwen3) or empty
-  std::vector<float> k_norm;       // [head_dim] (qwen3) or empty
+  std::vector<float> post_attn_norm;  // [dim] RMSNorm of the attention output (post_norms) or empty
+  std::vector<float> post_ffn_norm;   // [dim] RMSNorm of the MLP output (post_norms) or empty
+  std::vector<float> q_norm;       // [head_dim] (qwen3, gemma3) or empty
+  std::vector<float> k_norm;       // [head_dim] (qwen3, gemma3) or empty
+  // Every norm holds the multiplier of x / rms(x) (gemma3: 1 + the Hugging Face weight).
   // Indexed by LinearKind. In a MoE layer gate/up/down are unused (null weights, empty names):
   // the MLP is `experts`, chosen per token by `router`.
   Linear linear[kLinearKinds];
@@ -217,6 +245,15 @@ struct BatchPlan {
   int64_t n_tokens = 0;                  // new tokens of all sequences
   std::vector<float> rope_cos;           // [n_tokens, head_dim/2]
   std::vector<float> rope_sin;           // [n_tokens, head_dim/2]
+  // The local layers' tables (ModelConfig::layer_local_rope), same shape; empty when unused.
+  std::vector<float> rope_cos_local;
+  std::vector<float> rope_sin_local;
+  const float* cos_of(const ModelConfig& c, int layer) const {
+    return c.layer_local_rope(layer) ? rope_cos_local.data() : rope_cos.data();
+  }
+  const float* sin_of(const ModelConfig& c, int layer) const {
+    return c.layer_local_rope(layer) ? rope_sin_local.data() : rope_sin.data();
+  }
 };
 
 // ---------------------------------------------------------------------------------------------

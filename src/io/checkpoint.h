@@ -49,8 +49,9 @@ struct Checkpoint {
 Checkpoint open_checkpoint(const std::string& path);
 
 // llama.cpp's GGUF name of a Hugging Face tensor name ("model.layers.3.mlp.down_proj.weight" ->
-// "blk.3.ffn_down.weight"), "" when there is none. The inverse of what the GGUF reader maps.
-std::string gguf_tensor_name(const std::string& hf_name);
+// "blk.3.ffn_down.weight"), "" when there is none. The inverse of what the GGUF reader maps;
+// `arch` (a GGUF architecture / mpq family: "gemma3") selects that architecture's norm names.
+std::string gguf_tensor_name(const std::string& hf_name, const std::string& arch = "");
 
 // Per-layout openers (used by open_checkpoint).
 Checkpoint open_gguf_checkpoint(const std::string& path);

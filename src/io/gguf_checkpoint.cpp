@@ -33,6 +33,13 @@ constexpr NameRow kLayerNames[] = {
     {"ffn_up.weight", "mlp.up_proj.weight"},
     {"ffn_down.weight", "mlp.down_proj.weight"},
 };
+// gemma3 (looked up first for that architecture): four norms per block, where the Llama family
+// has two. Its post_attention_layernorm is the attention output's norm, not the MLP's input norm.
+constexpr NameRow kGemma3LayerNames[] = {
+    {"ffn_norm.weight", "pre_feedforward_layernorm.weight"},
+    {"post_attention_norm.weight", "post_attention_layernorm.weight"},
+    {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"},
+};
 constexpr NameRow kGlobalNames[] = {
     {"token_embd.weight", "model.embed_tokens.weight"},
     {"output_norm.weight", "model.norm.weight"},
@@ -41,7 +48,7 @@ constexpr NameRow kGlobalNames[] = {
 };
 
 // The HF name of a GGUF tensor, or "" when it has none.
-std::string hf_name(const std::string& gguf_name) {
+std::string hf_name(const std::string& gguf_name, const std::string& arch) {
   for (const auto& row : kGlobalNames) {
     if (gguf_name == row.gguf) return row.hf;
   }
@@ -50,15 +57,63 @@ std::string hf_name(const std::string& gguf_name) {
   if (dot == std::string::npos) return "";
   const std::string layer = gguf_name.substr(4, dot - 4);
   const std::string suffix = gguf_name.substr(dot + 1);
+  if (arch == "gemma3") {
+    for (const auto& row : kGemma3LayerNames) {
+      if (suffix == row.gguf) return "model.layers." + layer + "." + row.hf;
+    }
+  }
   for (const auto& row : kLayerNames) {
     if (suffix == row.gguf) return "model.layers." + layer + "." + row.hf;
   }
   return "";
 }
 
+// gemma3 metadata as transformers' Gemma3TextConfig keys, by llama.cpp's rules
+// (src/models/gemma3.cpp): attention scale 1/sqrt(key_length) except for the 27B model (62 layers:
+// 1/sqrt(embedding_length / head_count)); local layers from attention.sliding_window and
+// attention.sliding_window_pattern (a per-layer bool array, or P: layer l is local when
+// l % P < P - 1; default 6); local RoPE base rope.freq_base_swa (default 10000). The RMSNorm
+// weights hold 1 + w already (the loader keeps them as they are).
+void gemma3_config(const GgufFile& gguf, nlohmann::json& c) {
+  const std::string p = "gemma3.";
+  c["model_type"] = "gemma3_text";
+  c["hidden_activation"] = "gelu_pytorch_tanh";
+  const int64_t n_layers = c["num_hidden_layers"].get<int64_t>();
+  const int64_t heads = c["num_attention_heads"].get<int64_t>();
+  const int64_t head_dim = c.contains("head_dim") ? c["head_dim"].get<int64_t>()
+                                                  : (heads > 0 ? c["hidden_size"].get<int64_t>() / heads : 0);
+  c["query_pre_attn_scalar"] = n_layers == 62 && heads > 0 ? c["hidden_size"].get<int64_t>() / heads : head_dim;
+  const int64_t window = gguf.get_int(p + "attention.sliding_window", 0);
+  std::vector<std::string> types(static_cast<size_t>(std::max<int64_t>(0, n_layers)), "full_attention");
+  if (window > 0) {
+    c["sliding_window"] = window;
+    const std::string key = p + "attention.sliding_window_pattern";
+    auto it = gguf.metadata().find(key);
+    if (it != gguf.metadata().end() && it->second.type == GgufType::ARRAY) {
+      const auto* flags = std::get_if<std::vector<int64_t>>(&it->second.value);
+      if (flags == nullptr || static_cast<int64_t>(flags->size()) != n_layers) {
+        fail(gguf.path(), key + " must hold one bool per layer");
+      }
+      for (int64_t l = 0; l < n_layers; ++l) {
+        if ((*flags)[l] != 0) types[l] = "sliding_attention";
+      }
+    } else {
+      const int64_t pattern = gguf.get_int(key, 6);
+      for (int64_t l = 0; l < n_layers; ++l) {
+        if (pattern == 0 || l % pattern < pattern - 1) types[l] = "sliding_attention";
+      }
+    }
+  }
+  c["layer_types"] = types;
+  c["rope_local_base_freq"] = gguf.get_float(p + "rope.freq_base_swa", 10000.0);
+  // Soft-capping changes the function: passed on, for the config to refuse.
+  if (gguf.has(p + "final_logit_softcapping")) c["final_logit_softcapping"] = gguf.get_float(p + "final_logit_softcapping");
+  if (gguf.has(p + "attn_logit_softcapping")) c["attn_logit_softcapping"] = gguf.get_float(p + "attn_logit_softcapping");
+}
+
 }  // namespace
 
-std::string gguf_tensor_name(const std::string& hf) {
+std::string gguf_tensor_name(const std::string& hf, const std::string& arch) {
   for (const auto& row : kGlobalNames) {
     if (hf == row.hf) return row.gguf;
   }
@@ -68,6 +123,11 @@ std::string gguf_tensor_name(const std::string& hf) {
     if (dot != std::string::npos) {
       const std::string layer = hf.substr(prefix.size(), dot - prefix.size());
       const std::string suffix = hf.substr(dot + 1);
+      if (arch == "gemma3") {
+        for (const auto& row : kGemma3LayerNames) {
+          if (suffix == row.hf) return "blk." + layer + "." + row.gguf;
+        }
+      }
       for (const auto& row : kLayerNames) {
         if (suffix == row.hf) return "blk." + layer + "." + row.gguf;
       }
@@ -78,6 +138,7 @@ std::string gguf_tensor_name(const std::string& hf) {
 
 Checkpoint open_gguf_checkpoint(const std::string& path) {
   auto gguf = std::make_shared<GgufFile>(path);
+  const std::string arch = gguf->get_string("general.architecture");
   Checkpoint ck;
   ck.path = path;
   ck.layout = "gguf";
@@ -86,14 +147,13 @@ Checkpoint open_gguf_checkpoint(const std::string& path) {
   for (const TensorRecord& record : gguf->tensors()) {
     // Names without a Hugging Face equivalent keep their GGUF name, so that the model builder
     // can refuse a file holding tensors it would otherwise ignore.
-    std::string name = hf_name(record.name);
+    std::string name = hf_name(record.name, arch);
     if (name.empty()) name = record.name;
     TensorRecord renamed = record;
     renamed.name = name;
     ck.tensors.emplace(name, std::move(renamed));
   }
 
-  const std::string arch = gguf->get_string("general.architecture");
   const std::string p = arch + ".";
   if (gguf->get_int(p + "expert_count", 0) > 0) {
     // GGUF stacks the experts of a layer into one 3-D tensor (ffn_gate_exps, ...); mpq reads MoE
@@ -146,6 +206,7 @@ Checkpoint open_gguf_checkpoint(const std::string& path) {
       fail(path, "unsupported rope scaling type '" + type + "'");
     }
   }
+  if (arch == "gemma3") gemma3_config(*gguf, c);
   // llama.cpp's converter permutes q/k rows of llama-architecture models back to Meta's
   // interleaved RoPE order; qwen2/qwen3 are stored in rotate-half (NEOX) order.
   ck.qk_rope_interleaved = (arch == "llama" || arch == "mistral");

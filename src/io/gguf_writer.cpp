@@ -23,8 +23,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // GGUF tensor names go through gguf_tensor_name (io/checkpoint.h); these are mpq's module names.
-std::string gguf_name(const std::string& hf) {
-  const std::string g = gguf_tensor_name(hf);
+std::string gguf_name(const std::string& hf, const std::string& arch) {
+  const std::string g = gguf_tensor_name(hf, arch);
   check(!g.empty(), hf, "has no GGUF tensor name");
   return g;
 }
@@ -70,9 +70,10 @@ class ModelGguf {
         w_.set(key, value);
       }
     } else {
-      check(c.arch == "llama" || c.arch == "qwen2" || c.arch == "qwen3", model_.source_path,
+      check(c.arch == "llama" || c.arch == "qwen2" || c.arch == "qwen3" || c.arch == "gemma3", model_.source_path,
             "no GGUF architecture for '" + c.arch + "'");
-      check(c.sliding_window == 0, model_.source_path, "llama.cpp's " + c.arch + " architecture has no sliding window");
+      check(c.sliding_window == 0 || c.arch == "gemma3", model_.source_path,
+            "llama.cpp's " + c.arch + " architecture has no sliding window");
       check(c.rope_linear_factor == 1.f, model_.source_path, "linear RoPE scaling is not written to GGUF by mpq");
       const std::string a = c.arch;
       w_.set("general.architecture", gguf_string(a));
@@ -89,6 +90,7 @@ class ModelGguf {
       w_.set(a + ".attention.key_length", gguf_u32(c.head_dim));
       w_.set(a + ".attention.value_length", gguf_u32(c.head_dim));
       w_.set(a + ".vocab_size", gguf_u32(c.vocab_size));
+      if (c.arch == "gemma3") gemma3_metadata();
       check(model_.tokenizer != nullptr, model_.source_path, "a GGUF file needs the model's tokenizer");
       const TokenizerSpec& spec = model_.tokenizer->spec();
       static const char* kKnownPre[] = {"default", "llama-bpe", "smollm", "qwen2", "gpt-2", "llama3"};
@@ -114,9 +116,33 @@ class ModelGguf {
     w_.set("mpq.report", gguf_string(measure_ ? std::string() : report.dump()));
   }
 
+  // gemma3 keys llama.cpp reads (src/models/gemma3.cpp), for a model from another layout. llama.cpp
+  // derives the attention scale from the shape: a query_pre_attn_scalar it would not derive is
+  // refused. The local layers go as a per-layer bool array (what llama.cpp's
+  // attention.sliding_window_pattern may hold), their RoPE base as rope.freq_base_swa.
+  void gemma3_metadata() {
+    const ModelConfig& c = model_.config;
+    const std::string a = "gemma3.";
+    const float derived = c.n_layers == 62 ? static_cast<float>(c.dim / c.n_heads) : static_cast<float>(c.head_dim);
+    check(c.query_pre_attn_scalar == derived, model_.source_path,
+          "query_pre_attn_scalar " + std::to_string(c.query_pre_attn_scalar) + " is not the " + std::to_string(derived) +
+              " llama.cpp derives from the shape: the GGUF file would compute a different model");
+    if (c.sliding_window > 0) {
+      w_.set(a + "attention.sliding_window", gguf_u32(c.sliding_window));
+      GgufValue pattern;
+      pattern.type = GgufType::ARRAY;
+      pattern.array_type = GgufType::BOOL;
+      std::vector<int64_t> flags(c.n_layers);
+      for (int l = 0; l < c.n_layers; ++l) flags[l] = c.layer_window(l) > 0;
+      pattern.value = flags;
+      w_.set(a + "attention.sliding_window_pattern", pattern);
+    }
+    w_.set(a + "rope.freq_base_swa", gguf_f32(c.rope_local_theta > 0 ? c.rope_local_theta : c.rope_theta));
+  }
+
   // One Linear (or head/embedding) tensor in its format. `from` (optional) reorders rows.
   void weights(const std::string& hf, const LinearWeights& weights, const std::vector<int64_t>* from = nullptr) {
-    const std::string name = gguf_name(hf + ".weight");
+    const std::string name = gguf_name(hf + ".weight", model_.config.arch);
     const int64_t rows = weights.out_features(), cols = weights.in_features();
     if (measure_) {
       w_.add_tensor_info(name, {rows, cols});
@@ -194,7 +220,7 @@ class ModelGguf {
   }
 
   void norm(const std::string& hf, const std::vector<float>& v) {
-    w_.add_tensor(gguf_name(hf), DType::F32, {static_cast<int64_t>(v.size())}, v.data(), v.size() * 4);
+    w_.add_tensor(gguf_name(hf, model_.config.arch), DType::F32, {static_cast<int64_t>(v.size())}, v.data(), v.size() * 4);
   }
 
   void tensors() {
@@ -218,8 +244,15 @@ class ModelGguf {
     for (int l = 0; l < c.n_layers; ++l) {
       const DecoderLayer& layer = model_.layers[l];
       const std::string base = "model.layers." + std::to_string(l) + ".";
+      // (gemma3: mpq's norms hold 1 + w, as llama.cpp's do.)
       norm(base + "input_layernorm.weight", layer.attn_norm);
-      norm(base + "post_attention_layernorm.weight", layer.ffn_norm);
+      if (c.post_norms) {
+        norm(base + "post_attention_layernorm.weight", layer.post_attn_norm);
+        norm(base + "pre_feedforward_layernorm.weight", layer.ffn_norm);
+        norm(base + "post_feedforward_layernorm.weight", layer.post_ffn_norm);
+      } else {
+        norm(base + "post_attention_layernorm.weight", layer.ffn_norm);
+      }
       if (c.qk_norm) {
         norm(base + "self_attn.q_norm.weight", layer.q_norm);
         norm(base + "self_attn.k_norm.weight", layer.k_norm);
@@ -235,7 +268,7 @@ class ModelGguf {
           if (from != nullptr) {
             for (size_t r = 0; r < from->size(); ++r) bias[r] = linear.bias[(*from)[r]];
           }
-          const std::string name = gguf_name(linear.name + ".bias");
+          const std::string name = gguf_name(linear.name + ".bias", c.arch);
           w_.add_tensor(name, DType::F32, {static_cast<int64_t>(bias.size())}, bias.data(), bias.size() * 4);
         }
       }

@@ -1,5 +1,6 @@
 // Writing a (quantized) model as a Hugging Face directory: config.json with a compressed-tensors
 // quantization_config, model.safetensors, the tokenizer and a report.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -19,8 +20,10 @@ namespace {
 // config.json keys of a ModelConfig (Hugging Face names).
 nlohmann::json hf_config(const ModelConfig& c) {
   static const std::map<std::string, std::string> kArchitectures = {
-      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
-  nlohmann::json j = {{"model_type", c.arch},
+      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
+      {"gemma3", "Gemma3ForCausalLM"}};
+  const bool gemma = c.arch == "gemma3";
+  nlohmann::json j = {{"model_type", gemma ? "gemma3_text" : c.arch},
                       {"architectures", {kArchitectures.at(c.arch)}},
                       {"hidden_size", c.dim},
                       {"intermediate_size", c.ffn_dim},
@@ -40,6 +43,25 @@ nlohmann::json hf_config(const ModelConfig& c) {
     j["mlp_bias"] = c.mlp_bias;
   }
   if (c.rope_linear_factor != 1.f) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_linear_factor}};
+  if (gemma) {
+    // transformers 4's Gemma3TextConfig keys (transformers 5 reads them too).
+    j.erase("hidden_act");
+    j["hidden_activation"] = "gelu_pytorch_tanh";
+    // An integer where it is one: transformers' Gemma3TextConfig declares it `int` and its strict
+    // validation refuses 256.0.
+    const float scalar = c.query_pre_attn_scalar;
+    if (scalar == std::floor(scalar) && scalar < 1e9f) {
+      j["query_pre_attn_scalar"] = static_cast<int64_t>(scalar);
+    } else {
+      j["query_pre_attn_scalar"] = scalar;
+    }
+    j["rope_local_base_freq"] = c.rope_local_theta > 0 ? c.rope_local_theta : c.rope_theta;
+    nlohmann::json types = nlohmann::json::array();
+    for (int l = 0; l < c.n_layers; ++l) types.push_back(c.layer_window(l) > 0 ? "sliding_attention" : "full_attention");
+    j["layer_types"] = types;
+    if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+    return j;
+  }
   if (c.sliding_window > 0) {
     j["sliding_window"] = c.sliding_window;
     j["use_sliding_window"] = true;
@@ -50,6 +72,15 @@ nlohmann::json hf_config(const ModelConfig& c) {
 void add_f32(SafetensorsWriter& w, const std::string& name, const std::vector<float>& v,
              std::vector<int64_t> shape) {
   w.add(name, DType::F32, shape, v.data(), v.size() * sizeof(float));
+}
+
+// An RMSNorm weight: the multiplier mpq keeps, or (gemma3, hf_norm_offset) the multiplier minus
+// one, which is what the Hugging Face model stores.
+void add_norm(SafetensorsWriter& w, const ModelConfig& c, const std::string& name, const std::vector<float>& v) {
+  if (!c.hf_norm_offset) return add_f32(w, name, v, {static_cast<int64_t>(v.size())});
+  std::vector<float> stored(v.size());
+  for (size_t i = 0; i < v.size(); ++i) stored[i] = v[i] - 1.f;
+  add_f32(w, name, stored, {static_cast<int64_t>(v.size())});
 }
 
 // A large tensor in F32, or rounded to BF16/F16 (round to nearest even).
@@ -135,7 +166,7 @@ void write_hf_files(const Model& model, const ModelWriteOptions& options, Staged
   if (model.embedding) {
     add_matrix(st, "model.embed_tokens.weight", *model.embedding, {c.vocab_size, c.dim}, embedding_dtype);
   }
-  add_f32(st, "model.norm.weight", model.final_norm, {c.dim});
+  add_norm(st, c, "model.norm.weight", model.final_norm);
   const std::unique_ptr<QuantizedMatrix> quantized_head = model.lm_head.weights->quantized();
   if (!c.tied_embeddings && !quantized_head) {
     std::vector<float> head(static_cast<size_t>(c.vocab_size) * c.dim);
@@ -151,11 +182,17 @@ void write_hf_files(const Model& model, const ModelWriteOptions& options, Staged
   for (int l = 0; l < c.n_layers; ++l) {
     const DecoderLayer& layer = model.layers[l];
     const std::string base = "model.layers." + std::to_string(l) + ".";
-    add_f32(st, base + "input_layernorm.weight", layer.attn_norm, {c.dim});
-    add_f32(st, base + "post_attention_layernorm.weight", layer.ffn_norm, {c.dim});
+    add_norm(st, c, base + "input_layernorm.weight", layer.attn_norm);
+    if (c.post_norms) {
+      add_norm(st, c, base + "post_attention_layernorm.weight", layer.post_attn_norm);
+      add_norm(st, c, base + "pre_feedforward_layernorm.weight", layer.ffn_norm);
+      add_norm(st, c, base + "post_feedforward_layernorm.weight", layer.post_ffn_norm);
+    } else {
+      add_norm(st, c, base + "post_attention_layernorm.weight", layer.ffn_norm);
+    }
     if (c.qk_norm) {
-      add_f32(st, base + "self_attn.q_norm.weight", layer.q_norm, {c.head_dim});
-      add_f32(st, base + "self_attn.k_norm.weight", layer.k_norm, {c.head_dim});
+      add_norm(st, c, base + "self_attn.q_norm.weight", layer.q_norm);
+      add_norm(st, c, base + "self_attn.k_norm.weight", layer.k_norm);
     }
     for (const Linear& linear : layer.linear) {
       const int64_t rows = linear.weights->out_features(), cols = linear.weights->in_features();

@@ -306,7 +306,7 @@ void attend_decode_part_impl(Isa isa, const DecodeAttentionShape& shape, const f
   const int hd = shape.head_dim, n_heads = shape.n_heads;
   const int group = n_heads / shape.n_kv_heads;
   const int64_t q_dim = static_cast<int64_t>(n_heads) * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = shape.scale > 0 ? shape.scale : 1.0f / std::sqrt(static_cast<float>(hd));
   for (int64_t i = 0; i < n_new; ++i) {
     // Query i sits at position n_past + i: it sees keys [oldest, n_past + i]; this part takes
     // the stretch [begin, end) of them.

@@ -48,6 +48,7 @@ struct DecodeAttentionShape {
   int n_kv_heads;      // key/value heads; n_heads is a multiple of it (GQA)
   int head_dim;        // floats per head
   int sliding_window;  // > 0: a query sees only the latest this many positions; 0: all
+  float scale = 0.f;   // scores are scale · q·k; 0: 1/sqrt(head_dim)
 };
 
 // Causal attention of n_new (a few) new tokens whose keys and values are already in the cache, at

@@ -51,13 +51,20 @@ struct LayerActs {
   std::vector<float> q_lin, k_lin;  // [n, q_dim], [n, kv_dim] q/k projections (qk_norm only)
   std::vector<float> q, k, v;       // q/k after norm and RoPE, v: attention inputs
   std::vector<float> att;           // [n, q_dim] attention output (input of o_proj)
+  std::vector<float> o_out;         // [n, dim] o_proj output (post_norms only: its norm's input)
   std::vector<float> x1;            // [n, dim] residual after attention
   std::vector<float> xn2;           // [n, dim] MLP-norm output (input of gate/up)
-  std::vector<float> gate, up, h;   // [n, ffn] pre-activations and silu(gate) * up
+  std::vector<float> gate, up, h;   // [n, ffn] pre-activations and act(gate) * up
+  std::vector<float> down_out;      // [n, dim] down_proj output (post_norms only)
 };
 
-grad::AttentionShape attention_shape(const ModelConfig& c) {
-  return {c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window};
+grad::AttentionShape attention_shape(const ModelConfig& c, int l) {
+  return {c.n_heads, c.n_kv_heads, c.head_dim, c.layer_window(l), c.attn_scale()};
+}
+
+void mlp_activation(const ModelConfig& c, const float* g, const float* u, float* h, int64_t count) {
+  if (c.gelu_mlp) return grad::geglu_tanh(g, u, h, count);
+  grad::swiglu(g, u, h, count);
 }
 
 // Runs layer l on x0 [n, dim], keeping the activations in `a`; writes the layer output to x_out
@@ -90,19 +97,32 @@ void layer_forward(const Model& model, int l, const BatchPlan& plan, const float
     grad::rms_norm(a.k_lin.data(), layer.k_norm.data(), a.k.data(), n * c.n_kv_heads, c.head_dim,
                    c.rms_eps);
   }
-  grad::rope(a.q.data(), n, c.n_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
-  grad::rope(a.k.data(), n, c.n_kv_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
-  grad::attention(attention_shape(c), a.q.data(), a.k.data(), a.v.data(), n, a.att.data());
+  grad::rope(a.q.data(), n, c.n_heads, c.head_dim, plan.cos_of(c, l), plan.sin_of(c, l));
+  grad::rope(a.k.data(), n, c.n_kv_heads, c.head_dim, plan.cos_of(c, l), plan.sin_of(c, l));
+  grad::attention(attention_shape(c, l), a.q.data(), a.k.data(), a.v.data(), n, a.att.data());
   layer.at(LinearKind::O).apply(a.att.data(), n, a.x1.data());
+  if (c.post_norms) {  // x1 = x0 + norm(o)
+    a.o_out = a.x1;
+    grad::rms_norm(a.o_out.data(), layer.post_attn_norm.data(), a.x1.data(), n, c.dim, c.rms_eps);
+  }
   for (int64_t i = 0; i < n * c.dim; ++i) a.x1[i] += x0[i];
 
   grad::rms_norm(a.x1.data(), layer.ffn_norm.data(), a.xn2.data(), n, c.dim, c.rms_eps);
   layer.at(LinearKind::Gate).apply(a.xn2.data(), n, a.gate.data());
   layer.at(LinearKind::Up).apply(a.xn2.data(), n, a.up.data());
-  grad::swiglu(a.gate.data(), a.up.data(), a.h.data(), n * c.ffn_dim);
-  if (x_out != nullptr) {
-    layer.at(LinearKind::Down).apply(a.h.data(), n, x_out);
-    for (int64_t i = 0; i < n * c.dim; ++i) x_out[i] += a.x1[i];
+  mlp_activation(c, a.gate.data(), a.up.data(), a.h.data(), n * c.ffn_dim);
+  // The layer output is needed in the forward sweep; the backward sweep needs only down's output
+  // (post_norms: the input of its norm).
+  if (x_out != nullptr || c.post_norms) {
+    std::vector<float> down(n * c.dim);
+    layer.at(LinearKind::Down).apply(a.h.data(), n, down.data());
+    if (c.post_norms) {
+      a.down_out = down;
+      grad::rms_norm(a.down_out.data(), layer.post_ffn_norm.data(), down.data(), n, c.dim, c.rms_eps);
+    }
+    if (x_out != nullptr) {
+      for (int64_t i = 0; i < n * c.dim; ++i) x_out[i] = down[i] + a.x1[i];
+    }
   }
 }
 
@@ -141,10 +161,20 @@ void layer_backward(const Model& model, int l, const BatchPlan& plan, const floa
   const ModelConfig& c = model.config;
   const DecoderLayer& layer = model.layers[l];
   const int64_t n = plan.n_tokens;
-  // dx is dLoss/dx2; x2 = x1 + down(h), so dLoss/dx1 starts as dx and dLoss/d(down out) = dx.
+  // dx is dLoss/dx2; x2 = x1 + down(h) (or x1 + norm(down(h))), so dLoss/dx1 starts as dx and
+  // dLoss/d(down out) = dx (or dx through the norm's backward).
   std::vector<float> dh(n * c.ffn_dim), dg(n * c.ffn_dim), du(n * c.ffn_dim), dxn(n * c.dim);
-  linear_backward(l, LinearKind::Down, a.h.data(), dx, n, dh.data(), false);
-  grad::swiglu_backward(a.gate.data(), a.up.data(), dh.data(), dg.data(), du.data(), n * c.ffn_dim);
+  std::vector<float> d_out;  // post_norms: dLoss/d(down or o output)
+  if (c.post_norms) {
+    d_out.resize(n * c.dim);
+    grad::rms_norm_backward(a.down_out.data(), layer.post_ffn_norm.data(), dx, d_out.data(), n, c.dim, c.rms_eps, false);
+  }
+  linear_backward(l, LinearKind::Down, a.h.data(), c.post_norms ? d_out.data() : dx, n, dh.data(), false);
+  if (c.gelu_mlp) {
+    grad::geglu_tanh_backward(a.gate.data(), a.up.data(), dh.data(), dg.data(), du.data(), n * c.ffn_dim);
+  } else {
+    grad::swiglu_backward(a.gate.data(), a.up.data(), dh.data(), dg.data(), du.data(), n * c.ffn_dim);
+  }
   dh = {};
   linear_backward(l, LinearKind::Up, a.xn2.data(), du.data(), n, dxn.data(), false);
   linear_backward(l, LinearKind::Gate, a.xn2.data(), dg.data(), n, dxn.data(), true);
@@ -155,14 +185,15 @@ void layer_backward(const Model& model, int l, const BatchPlan& plan, const floa
   // dx is now dLoss/dx1; x1 = x0 + o(att).
   std::vector<float> datt(n * c.q_dim()), dq(n * c.q_dim()), dk(n * c.kv_dim()),
       dv(n * c.kv_dim());
-  linear_backward(l, LinearKind::O, a.att.data(), dx, n, datt.data(), false);
-  grad::attention_backward(attention_shape(c), a.q.data(), a.k.data(), a.v.data(), datt.data(), n,
+  if (c.post_norms) {
+    grad::rms_norm_backward(a.o_out.data(), layer.post_attn_norm.data(), dx, d_out.data(), n, c.dim, c.rms_eps, false);
+  }
+  linear_backward(l, LinearKind::O, a.att.data(), c.post_norms ? d_out.data() : dx, n, datt.data(), false);
+  grad::attention_backward(attention_shape(c, l), a.q.data(), a.k.data(), a.v.data(), datt.data(), n,
                            dq.data(), dk.data(), dv.data());
   datt = {};
-  grad::rope_backward(dq.data(), n, c.n_heads, c.head_dim, plan.rope_cos.data(),
-                      plan.rope_sin.data());
-  grad::rope_backward(dk.data(), n, c.n_kv_heads, c.head_dim, plan.rope_cos.data(),
-                      plan.rope_sin.data());
+  grad::rope_backward(dq.data(), n, c.n_heads, c.head_dim, plan.cos_of(c, l), plan.sin_of(c, l));
+  grad::rope_backward(dk.data(), n, c.n_kv_heads, c.head_dim, plan.cos_of(c, l), plan.sin_of(c, l));
   if (c.qk_norm) {
     grad::rms_norm_backward(a.q_lin.data(), layer.q_norm.data(), dq.data(), dq.data(),
                             n * c.n_heads, c.head_dim, c.rms_eps, false);
@@ -259,7 +290,7 @@ void attention_probs(const AttentionShape& s, const float* q, const float* k, in
                      float* p) {
   const int hd = s.head_dim, q_dim = s.n_heads * hd, kv_dim = s.n_kv_heads * hd;
   const int kv = h / (s.n_heads / s.n_kv_heads);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(hd));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, q + h * hd, q_dim,
               k + kv * hd, kv_dim, 0.f, p, n);
   ops::causal_softmax(p, n, n, 0, s.sliding_window);
@@ -298,7 +329,7 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
   check_shape(s);
   const int hd = s.head_dim, q_dim = s.n_heads * hd, kv_dim = s.n_kv_heads * hd;
   const int group = s.n_heads / s.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = s.scale > 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(hd));
   std::vector<float> dk_head(static_cast<size_t>(s.n_heads) * n * hd),
       dv_head(static_cast<size_t>(s.n_heads) * n * hd);
 #pragma omp parallel if (n * n > 4096)
@@ -364,6 +395,27 @@ void swiglu_backward(const float* g, const float* u, const float* dh, float* dg,
     const float d = dh[i];
     du[i] = d * silu;
     dg[i] = d * u[i] * sig * (1.f + g[i] * (1.f - sig));
+  }
+}
+
+void geglu_tanh(const float* g, const float* u, float* h, int64_t count) {
+  std::copy_n(g, count, h);
+  ops::geglu_tanh(h, u, count);
+}
+
+// gelu_tanh(g) = g·s with s = σ(2v), v = c·(g + a·g³):
+// gelu' = s + g·s·(1 - s)·2·c·(1 + 3a·g²).
+void geglu_tanh_backward(const float* g, const float* u, const float* dh, float* dg, float* du,
+                         int64_t count) {
+  constexpr float kC = 0.7978845608028654f, kA = 0.044715f;
+#pragma omp parallel for simd if (count > 65536)
+  for (int64_t i = 0; i < count; ++i) {
+    const float x = g[i];
+    const float v = kC * (x + kA * x * x * x);
+    const float sig = 1.f / (1.f + exp_approx(-2.f * v));
+    const float d = dh[i];
+    du[i] = d * x * sig;
+    dg[i] = d * u[i] * (sig + x * sig * (1.f - sig) * 2.f * kC * (1.f + 3.f * kA * x * x));
   }
 }
 
@@ -457,7 +509,13 @@ double accumulate_linear_gradients(const Model& model, std::span<const int32_t> 
     layer_backward(model, l, plan, checkpoints[l].data(), acts, dx.data(), linear_backward);
     checkpoints[l] = {};
   }
-  if (options.sink != nullptr) options.sink->on_embedding(tokens.data(), dx.data(), n, c.dim);
+  if (options.sink != nullptr) {
+    // The embedding output is embed_scale · row (gemma3): the rows' gradient is scaled alike.
+    if (c.embed_scale != 1.f) {
+      for (float& v : dx) v *= c.embed_scale;
+    }
+    options.sink->on_embedding(tokens.data(), dx.data(), n, c.dim);
+  }
   grads.n_sequences += 1;
   grads.loss_sum += loss;
   return loss;

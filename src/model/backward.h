@@ -95,9 +95,11 @@ void rope_backward(float* dx, int64_t rows, int n_heads, int head_dim, const flo
 
 // Causal self-attention of one sequence at positions 0..n-1: q [n, n_heads*hd],
 // k/v [n, n_kv_heads*hd], out [n, n_heads*hd]; query head h uses KV head h / (n_heads/n_kv_heads);
-// sliding_window > 0 limits each query to the latest `sliding_window` positions.
+// sliding_window > 0 limits each query to the latest `sliding_window` positions. Scores are
+// scale · q·k (scale 0: 1/sqrt(head_dim)).
 struct AttentionShape {
   int n_heads = 0, n_kv_heads = 0, head_dim = 0, sliding_window = 0;
+  float scale = 0.f;
 };
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v, int64_t n,
                float* out);
@@ -109,6 +111,10 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
 void swiglu(const float* g, const float* u, float* h, int64_t count);
 void swiglu_backward(const float* g, const float* u, const float* dh, float* dg, float* du,
                      int64_t count);
+// h = gelu_tanh(g) * u (gemma3); backward gives dg and du (overwritten).
+void geglu_tanh(const float* g, const float* u, float* h, int64_t count);
+void geglu_tanh_backward(const float* g, const float* u, const float* dh, float* dg, float* du,
+                         int64_t count);
 
 // Cross-entropy of `rows` logit rows against targets: returns Σ_rows -log softmax[target] (in
 // double) and writes dlogits = (softmax - onehot) * grad_scale.

@@ -14,19 +14,25 @@ using nlohmann::json;
 
 // Architectures this build can run, and what each needs beyond the llama baseline.
 struct ArchRow {
-  const char* model_type;  // HF model_type / GGUF general.architecture
+  const char* model_type;  // HF model_type (a GGUF general.architecture is translated to it)
   const char* family;      // the forward pass it runs on
   bool qkv_bias;           // q/k/v projections carry biases
   bool qk_norm;            // per-head RMSNorm on q and k
+  bool gemma;              // Gemma 3's decoder: embedding scaled by sqrt(dim), RMSNorm weights
+                           // stored as w for a multiplier 1 + w, norms after attention and MLP
+                           // too, gelu_tanh MLP, query_pre_attn_scalar, local/global layers with
+                           // their own RoPE bases (parse_gemma3)
 };
 constexpr ArchRow kArchTable[] = {
-    {"llama", "llama", false, false},
-    {"mistral", "llama", false, false},
-    {"qwen2", "qwen2", true, false},
-    {"qwen3", "qwen3", false, true},
+    {"llama", "llama", false, false, false},
+    {"mistral", "llama", false, false, false},
+    {"qwen2", "qwen2", true, false, false},
+    {"qwen3", "qwen3", false, true, false},
     // Mixture-of-experts MLPs (every layer): Mixtral is llama with experts; Qwen3-MoE is qwen3.
-    {"mixtral", "llama", false, false},
-    {"qwen3_moe", "qwen3", false, true},
+    {"mixtral", "llama", false, false, false},
+    {"qwen3_moe", "qwen3", false, true, false},
+    // Gemma 3's text decoder (Gemma3ForCausalLM; GGUF architecture "gemma3").
+    {"gemma3_text", "gemma3", false, true, true},
 };
 
 std::string supported_list() {
@@ -194,6 +200,89 @@ void parse_rope(const json& config, ModelConfig& c, const std::string& where) {
   }
 }
 
+// Gemma 3's configuration beyond the common keys (transformers' Gemma3TextConfig):
+// - local (sliding-window) and global layers: "layer_types" ("sliding_attention" /
+//   "full_attention" per layer), else "sliding_window_pattern" P (default 6: every P-th layer is
+//   global, the rule of transformers and of llama.cpp), with window "sliding_window";
+// - RoPE per layer type: transformers 4 writes "rope_theta" (global, default 1e6),
+//   "rope_local_base_freq" (local, default 1e4) and "rope_scaling" (global layers only);
+//   transformers 5 writes "rope_parameters": {"full_attention": {...}, "sliding_attention": {...}}.
+//   The local layers' RoPE must be unscaled;
+// - attention scores scaled by query_pre_attn_scalar^-1/2; gelu_pytorch_tanh MLP;
+// - soft-capping of attention scores or logits and bidirectional attention are refused.
+void parse_gemma3(const json& config, ModelConfig& c, const std::string& where) {
+  c.embed_scale = std::sqrt(static_cast<float>(c.dim));  // transformers: the scale cast to the (fp32) dtype
+  c.post_norms = true;
+  c.gelu_mlp = true;
+  c.hf_norm_offset = true;
+  c.query_pre_attn_scalar = get_positive_float(config, "query_pre_attn_scalar", 256.0, where);
+  for (const char* key : {"hidden_activation", "hidden_act"}) {
+    const std::string act = get_string(config, key, "gelu_pytorch_tanh", where);
+    if (act != "gelu_pytorch_tanh") {
+      fail(where, std::string("unsupported ") + key + " '" + act + "' for gemma3 (expected gelu_pytorch_tanh)");
+    }
+  }
+  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
+    if (has_value(config, key)) fail(where, std::string("config field '") + key + "' (soft-capping) is not supported");
+  }
+  if (get_bool(config, "use_bidirectional_attention", false, where)) {
+    fail(where, "use_bidirectional_attention is not supported (mpq runs causal decoders)");
+  }
+  // Layer types.
+  c.local_layers.assign(c.n_layers, 0);
+  if (auto it = config.find("layer_types"); it != config.end() && !it->is_null()) {
+    if (!it->is_array() || it->size() != static_cast<size_t>(c.n_layers)) {
+      fail(where, "config field 'layer_types' must be a list of num_hidden_layers entries");
+    }
+    for (int l = 0; l < c.n_layers; ++l) {
+      const json& t = (*it)[l];
+      if (t == "sliding_attention") {
+        c.local_layers[l] = 1;
+      } else if (t != "full_attention") {
+        fail(where, "layer_types[" + std::to_string(l) + "] is " + t.dump() +
+                        " (expected \"sliding_attention\" or \"full_attention\")");
+      }
+    }
+  } else {
+    const int pattern = has_value(config, "sliding_window_pattern") ? get_positive_int(config, "sliding_window_pattern", where) : 6;
+    for (int l = 0; l < c.n_layers; ++l) c.local_layers[l] = (l + 1) % pattern != 0;
+  }
+  const bool any_local = std::find(c.local_layers.begin(), c.local_layers.end(), 1) != c.local_layers.end();
+  if (any_local) c.sliding_window = get_positive_int(config, "sliding_window", where);
+  // RoPE: each layer type's keys as a plain config for parse_rope.
+  const json* per_type = nullptr;
+  if (auto it = config.find("rope_parameters"); it != config.end() && !it->is_null()) {
+    if (!it->is_object()) fail(where, "config field 'rope_parameters' must be an object");
+    for (const auto& [key, value] : it->items()) {
+      if (key != "full_attention" && key != "sliding_attention") {
+        fail(where, "config field 'rope_parameters." + key +
+                        "' is not understood by mpq for gemma3 (expected full_attention and sliding_attention)");
+      }
+    }
+    per_type = &*it;
+  }
+  json global = json::object(), local = json::object();
+  if (has_value(config, "rope_theta")) global["rope_theta"] = config["rope_theta"];
+  if (has_value(config, "rope_scaling")) global["rope_scaling"] = config["rope_scaling"];
+  if (has_value(config, "rope_local_base_freq")) local["rope_theta"] = config["rope_local_base_freq"];
+  if (per_type != nullptr && per_type->contains("full_attention")) global["rope_parameters"] = (*per_type)["full_attention"];
+  if (per_type != nullptr && per_type->contains("sliding_attention")) local["rope_parameters"] = (*per_type)["sliding_attention"];
+  auto theta_given = [](const json& j) {
+    return j.contains("rope_theta") || (j.contains("rope_parameters") && j["rope_parameters"].is_object() &&
+                                        j["rope_parameters"].contains("rope_theta"));
+  };
+  if (!theta_given(global)) global["rope_theta"] = 1000000.0;  // Gemma3TextConfig.default_theta
+  if (!theta_given(local)) local["rope_theta"] = 10000.0;
+  parse_rope(global, c, where);
+  ModelConfig lc;
+  lc.head_dim = c.head_dim;
+  parse_rope(local, lc, where + " (sliding_attention RoPE)");
+  if (!lc.rope_freq_divisors.empty() || lc.rope_linear_factor != 1.f) {
+    fail(where, "scaled RoPE on the sliding-window layers is not supported");
+  }
+  c.rope_local_theta = lc.rope_theta;
+}
+
 ModelConfig parse_config(const json& config, const std::string& where) {
   if (!config.is_object()) fail(where, "config is not a JSON object");
   ModelConfig c;
@@ -232,7 +321,8 @@ ModelConfig parse_config(const json& config, const std::string& where) {
   c.tied_embeddings = get_bool(config, "tie_word_embeddings", false, where);
   // Sliding-window attention: mistral declares "sliding_window"; qwen2 only uses it when
   // "use_sliding_window" is true.
-  const bool window_applies = model_type == "mistral" || get_bool(config, "use_sliding_window", false, where);
+  const bool window_applies =
+      !arch->gemma && (model_type == "mistral" || get_bool(config, "use_sliding_window", false, where));
   if (window_applies && has_value(config, "sliding_window")) {
     c.sliding_window = get_positive_int(config, "sliding_window", where);
   }
@@ -266,10 +356,14 @@ ModelConfig parse_config(const json& config, const std::string& where) {
   if (!explicit_head_dim && c.dim % c.n_heads != 0) {
     fail(where, "hidden_size is not a multiple of num_attention_heads");
   }
-  parse_rope(config, c, where);
+  if (arch->gemma) {
+    parse_gemma3(config, c, where);
+  } else {
+    parse_rope(config, c, where);
+    const std::string hidden_act = get_string(config, "hidden_act", "silu", where);
+    if (hidden_act != "silu") fail(where, "unsupported hidden_act '" + hidden_act + "' (expected silu)");
+  }
   if (!(c.rms_eps > 0) || !(c.rope_theta > 0)) fail(where, "rms_norm_eps and rope_theta must be positive");
-  const std::string hidden_act = get_string(config, "hidden_act", "silu", where);
-  if (hidden_act != "silu") fail(where, "unsupported hidden_act '" + hidden_act + "' (expected silu)");
   return c;
 }
 

@@ -27,12 +27,12 @@ namespace {
 // are [n_new, q_dim] with row stride q_dim; KV head g's keys are the rows of
 // k_cache + g * head_stride, head_dim floats each (KVCache). Heads sharing a KV head (GQA) read
 // the same block.
-void attend_batch(const ModelConfig& c, const float* q, int64_t n_new, int n_past, const float* k_cache,
+void attend_batch(const ModelConfig& c, int window, const float* q, int64_t n_new, int n_past, const float* k_cache,
                   const float* v_cache, int64_t head_stride, float* out) {
   const int hd = c.head_dim;
   const int n_keys = n_past + static_cast<int>(n_new);
   const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c.attn_scale();
   // One head per thread; the BLAS calls inside run single-threaded (see kernel/matmul_f32.h).
   // A short batch over a short context stays on one thread, where a fork would cost more.
 #pragma omp parallel if (n_new * n_keys > 4096)
@@ -45,8 +45,8 @@ void attend_batch(const ModelConfig& c, const float* q, int64_t n_new, int n_pas
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_new, n_keys, hd, scale, q + h * hd,
                   c.q_dim(), k_cache + kv * head_stride, hd, 0.f, scores.data(), n_keys);
       // Causal softmax: query i sits at position n_past + i and sees keys 0..n_past + i (only the
-      // latest `sliding_window` of them with a sliding window).
-      ops::causal_softmax(scores.data(), n_new, n_keys, n_past, c.sliding_window);
+      // latest `window` of them in a sliding-window layer).
+      ops::causal_softmax(scores.data(), n_new, n_keys, n_past, window);
       // out_h = P · V_kv
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_new, hd, n_keys, 1.f, scores.data(),
                   n_keys, v_cache + kv * head_stride, hd, 0.f, out + h * hd, c.q_dim());
@@ -101,8 +101,9 @@ namespace {
 void attend_cache(const ModelConfig& c, const KVCache& cache, int l, const float* q, int64_t n_new, float* out) {
   const int64_t head_stride = static_cast<int64_t>(cache.capacity) * c.head_dim;
   const bool f16 = cache.type == KvCacheType::F16;
+  const int window = c.layer_window(l);
   if (n_new <= kMaxDecodeTokens) {
-    const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window};
+    const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, window, c.attn_scale()};
     if (f16) {
       return attend_decode(best_isa(), shape, q, n_new, cache.n_past, cache.k16[l].data(), cache.v16[l].data(),
                            head_stride, out);
@@ -110,7 +111,7 @@ void attend_cache(const ModelConfig& c, const KVCache& cache, int l, const float
     return attend_decode(best_isa(), shape, q, n_new, cache.n_past, cache.k[l].data(), cache.v[l].data(),
                          head_stride, out);
   }
-  if (!f16) return attend_batch(c, q, n_new, cache.n_past, cache.k[l].data(), cache.v[l].data(), head_stride, out);
+  if (!f16) return attend_batch(c, window, q, n_new, cache.n_past, cache.k[l].data(), cache.v[l].data(), head_stride, out);
   // The filled rows of every head's block, widened (with the same strides, so attend_batch reads
   // them where it would read an fp32 cache).
   const int64_t n_keys = cache.n_past + n_new;
@@ -119,7 +120,7 @@ void attend_cache(const ModelConfig& c, const KVCache& cache, int l, const float
     f16_to_f32_row(best_isa(), &cache.k16[l][g * head_stride], n_keys * c.head_dim, &keys[g * head_stride]);
     f16_to_f32_row(best_isa(), &cache.v16[l][g * head_stride], n_keys * c.head_dim, &values[g * head_stride]);
   }
-  attend_batch(c, q, n_new, cache.n_past, keys.data(), values.data(), head_stride, out);
+  attend_batch(c, window, q, n_new, cache.n_past, keys.data(), values.data(), head_stride, out);
 }
 
 }  // namespace
@@ -143,25 +144,31 @@ BatchPlan Model::plan_batch(std::span<const SequenceInput> batch) const {
     plan.n_tokens += seq.n_tokens;
   }
   // RoPE angles of every token: position / linear factor * inv_freq (with Llama-3 divisors),
-  // computed in double so that long contexts keep their precision.
+  // computed in double so that long contexts keep their precision. The local layers of a gemma3
+  // model have their own base, unscaled.
   const int half = c.head_dim / 2;
-  std::vector<double> inv_freq(half);
-  for (int i = 0; i < half; ++i) {
-    inv_freq[i] = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.head_dim);
-    if (!c.rope_freq_divisors.empty()) inv_freq[i] /= c.rope_freq_divisors[i];
-  }
-  plan.rope_cos.resize(plan.n_tokens * half);
-  plan.rope_sin.resize(plan.n_tokens * half);
-  int64_t t = 0;
-  for (const SequenceInput& seq : batch) {
-    for (int i = 0; i < seq.n_tokens; ++i, ++t) {
-      const double pos = (seq.cache->n_past + i) / static_cast<double>(c.rope_linear_factor);
-      for (int f = 0; f < half; ++f) {
-        plan.rope_cos[t * half + f] = static_cast<float>(std::cos(pos * inv_freq[f]));
-        plan.rope_sin[t * half + f] = static_cast<float>(std::sin(pos * inv_freq[f]));
+  auto tables = [&](double theta, double linear_factor, const std::vector<float>& divisors, std::vector<float>& cos_t,
+                    std::vector<float>& sin_t) {
+    std::vector<double> inv_freq(half);
+    for (int i = 0; i < half; ++i) {
+      inv_freq[i] = std::pow(theta, -2.0 * i / c.head_dim);
+      if (!divisors.empty()) inv_freq[i] /= divisors[i];
+    }
+    cos_t.resize(plan.n_tokens * half);
+    sin_t.resize(plan.n_tokens * half);
+    int64_t t = 0;
+    for (const SequenceInput& seq : batch) {
+      for (int i = 0; i < seq.n_tokens; ++i, ++t) {
+        const double pos = (seq.cache->n_past + i) / linear_factor;
+        for (int f = 0; f < half; ++f) {
+          cos_t[t * half + f] = static_cast<float>(std::cos(pos * inv_freq[f]));
+          sin_t[t * half + f] = static_cast<float>(std::sin(pos * inv_freq[f]));
+        }
       }
     }
-  }
+  };
+  tables(c.rope_theta, c.rope_linear_factor, c.rope_freq_divisors, plan.rope_cos, plan.rope_sin);
+  if (c.rope_local_theta > 0) tables(c.rope_local_theta, 1.0, {}, plan.rope_cos_local, plan.rope_sin_local);
   return plan;
 }
 
@@ -173,6 +180,9 @@ std::vector<float> Model::embed(const BatchPlan& plan) const {
     for (int i = 0; i < seq.n_tokens; ++i, ++t) {
       embedding_row(seq.tokens[i], &x[t * dim]);
     }
+  }
+  if (config.embed_scale != 1.f) {  // gemma3: sqrt(dim), in float as transformers does
+    for (float& v : x) v *= config.embed_scale;
   }
   return x;
 }
@@ -201,8 +211,8 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
     ops::rms_norm(q.data(), layer.q_norm.data(), q.data(), n_tokens * c.n_heads, c.head_dim, c.rms_eps);
     ops::rms_norm(k.data(), layer.k_norm.data(), k.data(), n_tokens * c.n_kv_heads, c.head_dim, c.rms_eps);
   }
-  ops::rope(q.data(), n_tokens, c.n_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
-  ops::rope(k.data(), n_tokens, c.n_kv_heads, c.head_dim, plan.rope_cos.data(), plan.rope_sin.data());
+  ops::rope(q.data(), n_tokens, c.n_heads, c.head_dim, plan.cos_of(c, l), plan.sin_of(c, l));
+  ops::rope(k.data(), n_tokens, c.n_kv_heads, c.head_dim, plan.cos_of(c, l), plan.sin_of(c, l));
   int64_t start = 0;
   for (const SequenceInput& seq : plan.sequences) {
     KVCache& cache = *seq.cache;
@@ -223,9 +233,10 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
   }
   hook(LinearKind::O, att.data(), c.q_dim());
   layer.at(LinearKind::O).apply(att.data(), n_tokens, proj.data());
+  if (c.post_norms) ops::rms_norm(proj.data(), layer.post_attn_norm.data(), proj.data(), n_tokens, c.dim, c.rms_eps);
   for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
 
-  // --- SwiGLU MLP (or the experts of a MoE layer)
+  // --- gated MLP (or the experts of a MoE layer)
   ops::rms_norm(x, layer.ffn_norm.data(), xn.data(), n_tokens, c.dim, c.rms_eps);
   if (c.is_moe()) return moe_mlp(c, layer, l, xn.data(), n_tokens, x, hooks);
   for (LinearKind kind : {LinearKind::Gate, LinearKind::Up}) hook(kind, xn.data(), c.dim);
@@ -234,9 +245,10 @@ void Model::run_layer(int l, const BatchPlan& plan, float* x, ForwardHooks* hook
     float* outputs[] = {gate.data(), up.data()};
     Linear::apply_group(gate_up, xn.data(), n_tokens, outputs);
   }
-  ops::swiglu(gate.data(), up.data(), n_tokens * c.ffn_dim);
+  ops::gated_activation(c.gelu_mlp, gate.data(), up.data(), n_tokens * c.ffn_dim);
   hook(LinearKind::Down, gate.data(), c.ffn_dim);
   layer.at(LinearKind::Down).apply(gate.data(), n_tokens, proj.data());
+  if (c.post_norms) ops::rms_norm(proj.data(), layer.post_ffn_norm.data(), proj.data(), n_tokens, c.dim, c.rms_eps);
   for (int64_t i = 0; i < n_tokens * c.dim; ++i) x[i] += proj[i];
 }
 

@@ -15,10 +15,11 @@
 //           it keeps one stretch, ranges of KV heads                                   | meet
 //           merging the stretches, by query heads                                     | meet
 //   own:    attention output quantized; o, each thread its share                      | meet
-//   own:    residual, RMSNorm, quantization; gate/up shares                           | meet
-//   shared: bias and SwiGLU over ranges of the hidden values                          | meet
+//   own:    residual (gemma3: after the output's RMSNorm), RMSNorm, quantization;
+//           gate/up shares                                                             | meet
+//   shared: bias and SwiGLU (gemma3: GeGLU) over ranges of the hidden values          | meet
 //   own:    quantization; down shares                                                  | meet
-//   own:    residual
+//   own:    residual (gemma3: after the output's RMSNorm)
 // Every output value is computed by the same code on the same inputs as in run_layer (the
 // products' tiles, attention's stretches and the elementwise steps do not depend on which thread
 // runs them), so the results are bit for bit those of the fork-per-operation path.
@@ -112,7 +113,9 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
       return false;
     }
   }
-  const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window};
+  // The shape of layers without a window: the split into stretches does not depend on it (one per
+  // layer is made in the loop below).
+  const DecodeAttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, 0, c.attn_scale()};
   std::vector<SequenceAttention> attention;
   int64_t first = 0, max_keys = 0;
   for (const SequenceInput& seq : plan.sequences) {
@@ -141,7 +144,15 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
       packed_matmul_group_share(group_products, input, &x_int8, n, t, n_threads, isa);
       barrier.wait();
     };
-    auto add_residual = [&](const std::vector<float>& bias) {
+    std::vector<float> normed(c.post_norms ? n * dim : 0);
+    // x += proj + bias, or (post_norms) x += rms_norm(proj + bias) computed in this thread's own copy.
+    auto add_residual = [&](const std::vector<float>& bias, const std::vector<float>& post_norm) {
+      if (!post_norm.empty()) {
+        for (int64_t i = 0; i < n * dim; ++i) normed[i] = bias.empty() ? proj[i] : proj[i] + bias[i % dim];
+        ops::rms_norm(normed.data(), post_norm.data(), normed.data(), n, dim, c.rms_eps);
+        for (int64_t i = 0; i < n * dim; ++i) x_own[i] += normed[i];
+        return;
+      }
       for (int64_t r = 0; r < n; ++r) {
         const float* from = &proj[r * dim];
         for (int64_t i = 0; i < dim; ++i) x_own[r * dim + i] += bias.empty() ? from[i] : from[i] + bias[i];
@@ -151,6 +162,10 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
 
     for (int l = 0; l < c.n_layers; ++l) {
       const DecoderLayer& layer = model.layers[l];
+      DecodeAttentionShape layer_shape = shape;
+      layer_shape.sliding_window = c.layer_window(l);
+      const float* rope_cos = plan.cos_of(c, l);
+      const float* rope_sin = plan.sin_of(c, l);
       // --- attention block
       ops::rms_norm(x_own.data(), layer.attn_norm.data(), xn.data(), n, dim, c.rms_eps);
       run_products(products[l].qkv, xn.data(), dim);
@@ -176,8 +191,8 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
             ops::rms_norm(head, layer.k_norm.data(), head, 1, c.head_dim, c.rms_eps);
           }
         }
-        ops::rope(q_row, 1, n_q, c.head_dim, &plan.rope_cos[r * half], &plan.rope_sin[r * half]);
-        ops::rope(k_row, 1, n_kv, c.head_dim, &plan.rope_cos[r * half], &plan.rope_sin[r * half]);
+        ops::rope(q_row, 1, n_q, c.head_dim, &rope_cos[r * half], &rope_sin[r * half]);
+        ops::rope(k_row, 1, n_kv, c.head_dim, &rope_cos[r * half], &rope_sin[r * half]);
       }
       for (size_t s = 0; s < plan.sequences.size(); ++s) {
         const SequenceInput& seq = plan.sequences[s];
@@ -195,11 +210,11 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
         const int64_t head_stride = static_cast<int64_t>(seq.cache->capacity) * c.head_dim;
         const float* q_seq = &q[a.first_token * q_dim];
         if (seq.cache->type == KvCacheType::F16) {
-          attend_decode_part(isa, shape, q_seq, seq.n_tokens, seq.cache->n_past, seq.cache->k16[l].data(),
+          attend_decode_part(isa, layer_shape, q_seq, seq.n_tokens, seq.cache->n_past, seq.cache->k16[l].data(),
                              seq.cache->v16[l].data(), head_stride, part, a.n_parts, static_cast<int>(heads.begin),
                              static_cast<int>(heads.end), a.parts.data(), a.accs.data(), scores.data());
         } else {
-          attend_decode_part(isa, shape, q_seq, seq.n_tokens, seq.cache->n_past, seq.cache->k[l].data(),
+          attend_decode_part(isa, layer_shape, q_seq, seq.n_tokens, seq.cache->n_past, seq.cache->k[l].data(),
                              seq.cache->v[l].data(), head_stride, part, a.n_parts, static_cast<int>(heads.begin),
                              static_cast<int>(heads.end), a.parts.data(), a.accs.data(), scores.data());
         }
@@ -207,14 +222,14 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
       barrier.wait();
       for (size_t s = 0; s < plan.sequences.size(); ++s) {
         const SequenceAttention& a = attention[s];
-        merge_decode_parts(shape, plan.sequences[s].n_tokens, a.n_parts, a.parts.data(), a.accs.data(),
+        merge_decode_parts(layer_shape, plan.sequences[s].n_tokens, a.n_parts, a.parts.data(), a.accs.data(),
                            static_cast<int>(q_heads.begin), static_cast<int>(q_heads.end), &att[a.first_token * q_dim]);
       }
       barrier.wait();
       run_products(products[l].o, att.data(), q_dim);
-      add_residual(layer.at(LinearKind::O).bias);
+      add_residual(layer.at(LinearKind::O).bias, layer.post_attn_norm);
 
-      // --- SwiGLU MLP
+      // --- gated MLP
       ops::rms_norm(x_own.data(), layer.ffn_norm.data(), xn.data(), n, dim, c.rms_eps);
       run_products(products[l].gate_up, xn.data(), dim);
       // This thread's stretch of the [n_tokens, ffn] hidden values, in whole 64-byte lines from
@@ -227,10 +242,10 @@ bool run_layers_in_one_region(const Model& model, const BatchPlan& plan, float* 
           for (int64_t i = hidden.begin; i < hidden.end; ++i) values[i] += bias[i % ffn];
         }
       }
-      ops::swiglu(&gate[hidden.begin], &up[hidden.begin], hidden.end - hidden.begin);
+      ops::gated_activation(c.gelu_mlp, &gate[hidden.begin], &up[hidden.begin], hidden.end - hidden.begin);
       barrier.wait();
       run_products(products[l].down, gate.data(), ffn);
-      add_residual(layer.at(LinearKind::Down).bias);
+      add_residual(layer.at(LinearKind::Down).bias, layer.post_ffn_norm);
     }
     if (t == 0) std::copy(x_own.begin(), x_own.end(), x);
   }

@@ -335,7 +335,8 @@ void Model::embedding_row(int32_t token, float* out) const {
 int64_t Model::parameter_count() const {
   int64_t n = static_cast<int64_t>(config.vocab_size) * config.dim + static_cast<int64_t>(final_norm.size());
   for (const DecoderLayer& layer : layers) {
-    n += layer.attn_norm.size() + layer.ffn_norm.size() + layer.q_norm.size() + layer.k_norm.size();
+    n += layer.attn_norm.size() + layer.ffn_norm.size() + layer.q_norm.size() + layer.k_norm.size() +
+         layer.post_attn_norm.size() + layer.post_ffn_norm.size();
     for (const Linear& linear : layer.linear) {
       if (!linear.weights) continue;  // a MoE layer's unused dense MLP slots
       n += linear.weights->out_features() * linear.weights->in_features() + linear.bias.size();
@@ -402,7 +403,17 @@ Model load_model(const std::string& path, const LoadOptions& options) {
     model.embedding = std::make_shared<const std::vector<float>>(
         reader.read("model.embed_tokens.weight", {c.vocab_size, c.dim}));
   }
-  model.final_norm = reader.read("model.norm.weight", {c.dim});
+  // RMSNorm weights as the multipliers the forward pass uses: a gemma3 Hugging Face file holds w
+  // for a multiplier 1 + w (GGUF files hold 1 + w already: llama.cpp's converter adds the 1).
+  const bool add_one = c.hf_norm_offset && ck.layout != "gguf";
+  auto read_norm = [&](const std::string& name, int64_t size) {
+    std::vector<float> w = reader.read(name, {size});
+    if (add_one) {
+      for (float& v : w) v += 1.f;
+    }
+    return w;
+  };
+  model.final_norm = read_norm("model.norm.weight", c.dim);
   if (reader.has("model.rope_freqs")) {
     // GGUF Llama-3 models carry their frequency divisors as a tensor.
     auto divisors = reader.read("model.rope_freqs", {c.head_dim / 2});
@@ -425,11 +436,17 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   for (int l = 0; l < c.n_layers; ++l) {
     DecoderLayer& layer = model.layers[l];
     const std::string base = "model.layers." + std::to_string(l) + ".";
-    layer.attn_norm = reader.read(base + "input_layernorm.weight", {c.dim});
-    layer.ffn_norm = reader.read(base + "post_attention_layernorm.weight", {c.dim});
+    layer.attn_norm = read_norm(base + "input_layernorm.weight", c.dim);
+    if (c.post_norms) {  // gemma3: post_attention_layernorm is the attention output's norm
+      layer.post_attn_norm = read_norm(base + "post_attention_layernorm.weight", c.dim);
+      layer.ffn_norm = read_norm(base + "pre_feedforward_layernorm.weight", c.dim);
+      layer.post_ffn_norm = read_norm(base + "post_feedforward_layernorm.weight", c.dim);
+    } else {
+      layer.ffn_norm = read_norm(base + "post_attention_layernorm.weight", c.dim);
+    }
     if (c.qk_norm) {
-      layer.q_norm = reader.read(base + "self_attn.q_norm.weight", {c.head_dim});
-      layer.k_norm = reader.read(base + "self_attn.k_norm.weight", {c.head_dim});
+      layer.q_norm = read_norm(base + "self_attn.q_norm.weight", c.head_dim);
+      layer.k_norm = read_norm(base + "self_attn.k_norm.weight", c.head_dim);
     }
     if (c.is_moe()) {
       // Router and experts, fp32 (mpq does not quantize MoE models yet).

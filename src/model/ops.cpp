@@ -71,6 +71,16 @@ void swiglu(float* gate, const float* up, int64_t n) {
   }
 }
 
+void geglu_tanh(float* gate, const float* up, int64_t n) {
+  constexpr int64_t kChunk = int64_t{1} << 14;  // as swiglu
+  const Isa isa = best_isa();
+  if (n <= kChunk) return geglu_tanh_kernel(isa, gate, up, n);
+#pragma omp parallel for schedule(static)
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    geglu_tanh_kernel(isa, gate + begin, up + begin, std::min(kChunk, n - begin));
+  }
+}
+
 void causal_softmax(float* scores, int64_t rows, int64_t n_keys, int64_t n_past, int window) {
   for (int64_t i = 0; i < rows; ++i) {
     float* row = scores + i * n_keys;

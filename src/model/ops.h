@@ -28,4 +28,13 @@ void causal_softmax(float* scores, int64_t rows, int64_t n_keys, int64_t n_past,
 // silu(g) = g / (1 + exp_approx(-g)) (kernel/swiglu.h on the best instruction set).
 void swiglu(float* gate, const float* up, int64_t n);
 
+// GeGLU in place: gate[i] = gelu_tanh(gate[i]) * up[i] (gemma3; kernel/swiglu.h).
+void geglu_tanh(float* gate, const float* up, int64_t n);
+
+// The MLP activation: geglu_tanh when `gelu` (ModelConfig::gelu_mlp), else swiglu.
+inline void gated_activation(bool gelu, float* gate, const float* up, int64_t n) {
+  if (gelu) return geglu_tanh(gate, up, n);
+  swiglu(gate, up, n);
+}
+
 }  // namespace mpq::ops
