@@ -1,5 +1,6 @@
 // Plan files (plan/plan.h), the planner (plan/planner.h) and `mpq plan` on a synthetic
 // sensitivity file.
+#include <cmath>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -270,6 +271,39 @@ TEST(Planner, PinsToNoneAndChannelSplitsAndErrors) {
   EXPECT_THROW(parse_pin("noequals"), Error);
   EXPECT_THROW(parse_pin("x=int9"), Error);
   EXPECT_THROW(parse_pin("(=int4_g128"), Error);
+}
+
+// MixLLM states plans as "the top p% of channels": --high-fraction P gives exactly floor(P * n)
+// channels, the same ones a budget that admits that many picks, and refuses other budgets beside it.
+TEST(Planner, ChannelsHighFractionTakesExactlyTheTopChannels) {
+  const SensitivityInput in = synthetic_input(4, 16);
+  PlanRequest req;
+  req.method = "channels";
+  req.high_fraction = 0.1;
+  const Plan p = make_plan(in, req);
+  const int64_t n = p.solver["n_channels"].get<int64_t>();
+  const int64_t expect = static_cast<int64_t>(std::floor(0.1 * static_cast<double>(n)));
+  EXPECT_EQ(p.solver["n_high"].get<int64_t>(), expect);
+  int64_t n_high = 0;
+  for (const auto& [name, e] : p.tensors) n_high += static_cast<int64_t>(e.high_channels.size());
+  EXPECT_EQ(n_high, expect);
+  // The same channels as the budget plan whose bits are exactly this plan's.
+  PlanRequest by_bits;
+  by_bits.method = "channels";
+  by_bits.bits = p.bits_per_weight;
+  const Plan q = make_plan(in, by_bits);
+  for (const auto& [name, e] : p.tensors) EXPECT_EQ(q.tensors.at(name).high_channels, e.high_channels) << name;
+  req.high_fraction = 0;
+  EXPECT_EQ(make_plan(in, req).solver["n_high"].get<int64_t>(), 0);
+  PlanRequest bad = req;
+  bad.high_fraction = 1.5;
+  EXPECT_NE(error_of([&] { make_plan(in, bad); }).find("fraction from 0 to 1"), std::string::npos);
+  bad.high_fraction = 0.1;
+  bad.bits = 5.0;
+  EXPECT_NE(error_of([&] { make_plan(in, bad); }).find("instead of --bits"), std::string::npos);
+  bad.bits.reset();
+  bad.method = "knapsack";
+  EXPECT_NE(error_of([&] { make_plan(in, bad); }).find("channels method only"), std::string::npos);
 }
 
 TEST(Planner, RuleGivesMoreBitsToVAndDownInTheRuleLayers) {

@@ -30,6 +30,7 @@ struct PlanArgs {
   double bits = std::numeric_limits<double>::quiet_NaN();
   std::string size;
   std::string file_size;     // --file-size: the whole GGUF file
+  double high_fraction = std::numeric_limits<double>::quiet_NaN();  // --high-fraction (channels)
   std::string head_format;   // --head-format
   std::string llama_types;   // --llama-tensor-types FILE
   std::string formats;
@@ -55,6 +56,7 @@ PlanRequest request_from(const PlanArgs& args) {
   if (!std::isnan(args.bits)) req.bits = args.bits;
   if (!args.size.empty()) req.bytes = parse_byte_size(args.size, "--size");
   if (!args.file_size.empty()) req.file_bytes = parse_byte_size(args.file_size, "--file-size");
+  if (!std::isnan(args.high_fraction)) req.high_fraction = args.high_fraction;
   if (!args.head_format.empty()) req.head = parse_scheme(args.head_format, "--head-format");
   if (!args.formats.empty()) req.formats = parse_format_list(args.formats, "--formats");
   for (const auto& p : args.pins) req.pins.push_back(parse_pin(p));
@@ -327,8 +329,14 @@ Registrar plan_cmd{{"plan", "bit-allocation plan from a sensitivity file (tiers,
                       auto* file_size = app.add_option("--file-size", args->file_size,
                                                        "budget: bytes of the whole GGUF file (--target llama.cpp): "
                                                        "the head's format is chosen too unless --head-format");
+                      auto* fraction = app.add_option("--high-fraction", args->high_fraction,
+                                                      "channels method, instead of a budget: the fraction P of all output "
+                                                      "channels (the most salient) in the high format (MixLLM's p)");
                       bits->excludes(size);
                       bits->excludes(file_size);
+                      fraction->excludes(bits);
+                      fraction->excludes(size);
+                      fraction->excludes(file_size);
                       size->excludes(file_size);
                       app.add_option("--head-format", args->head_format,
                                      "the output head's format in the plan (a tied head is also the embedding)");

@@ -4,6 +4,7 @@
 #include "io/read_file.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -190,6 +191,12 @@ Plan make_linear_plan(const SensitivityInput& in, const PlanRequest& req) {
   check(!shapley_cost || m == "bqp", "--cost", "shapley costs are for the bqp method");
   check(!(req.bits && req.bytes), "--bits/--size", "give one budget, not both");
   if (req.bits) check(*req.bits > 0, "--bits", "must be positive");
+  if (req.high_fraction) {
+    check(m == "channels", "--high-fraction", "applies to the channels method only");
+    check(!req.bits && !req.bytes, "--high-fraction", "is the budget of a channels plan: give it instead of --bits/--size");
+    check(*req.high_fraction >= 0 && *req.high_fraction <= 1, "--high-fraction",
+          "must be a fraction from 0 to 1, got " + std::to_string(*req.high_fraction));
+  }
   check(!(req.fused_same && m == "channels"), "--fused-same", "does not apply to the channels method");
   check(m != "channels" || req.target.allows_channel_split(), "--method",
         "channels plans (MixLLM channel splits) run only in mpq, not in " + req.target.name() + ": use --target mpq");
@@ -288,7 +295,7 @@ Plan make_linear_plan(const SensitivityInput& in, const PlanRequest& req) {
   if (req.bytes) plan.budget.bytes = *req.bytes;
   else if (req.bits) plan.budget.bits_per_weight = *req.bits;
   else if (m == "tiers") plan.budget.bits_per_weight = 8;
-  else if (m == "rule") plan.budget.bits_per_weight = 16;
+  else if (m == "rule" || req.high_fraction) plan.budget.bits_per_weight = 16;  // only checked
   else fail("--bits/--size", "method " + m + " needs a budget (--bits B or --size BYTES)");
   const uint64_t cap = plan.budget.cap_bits(weights);
   plan.sensitivity = {{"path", in.path}, {"sha256", in.sha256}, {"model", in.model}};
@@ -427,7 +434,14 @@ Plan make_linear_plan(const SensitivityInput& in, const PlanRequest& req) {
       cts.push_back({in.tensors[t].rows, in.tensors[t].cols, in.tensors[t].channels});
       ids.push_back(t);
     }
-    const ChannelSolution s = solve_channels(cts, formats[0], formats[1], free_cap);
+    int64_t n_channels = 0;
+    for (const ChannelTensor& ct : cts) n_channels += ct.rows;
+    const int64_t max_high = req.high_fraction
+                                 ? static_cast<int64_t>(std::floor(*req.high_fraction * static_cast<double>(n_channels)))
+                                 : INT64_MAX;
+    const ChannelSolution s = solve_channels(cts, formats[0], formats[1], free_cap, max_high);
+    check(!req.high_fraction || s.n_high == max_high, "--high-fraction",
+          "the top " + std::to_string(max_high) + " channels do not fit 16 bits per weight with these formats");
     for (size_t k = 0; k < ids.size(); ++k) {
       chosen[ids[k]] = formats[1];
       split[ids[k]] = s.high_channels[k];

@@ -56,6 +56,9 @@ struct PlanRequest {
   std::string method;                  // tiers, knapsack, bqp, channels, rule
   std::optional<double> bits;          // --bits
   std::optional<uint64_t> bytes;       // --size (the Linear weights' bytes)
+  // --high-fraction (channels only, instead of a budget): exactly floor(P * channels) of the most
+  // salient output channels take the high format, as MixLLM states its plans ("p = 10%").
+  std::optional<double> high_fraction;
   // --file-size: the whole GGUF file (target llama.cpp). The planner takes the file's fixed
   // part (the sensitivity file's gguf.fixed_bytes, a report reserve and the padding) and the
   // head's bytes off, and plans the Linear weights in the rest; the head's format is `head`

@@ -412,7 +412,7 @@ PlanSolution solve_tiers(const std::vector<PlanItem>& items, const std::vector<d
 // Channels
 
 ChannelSolution solve_channels(const std::vector<ChannelTensor>& tensors, WeightFormatId high, WeightFormatId low,
-                               uint64_t budget_bits) {
+                               uint64_t budget_bits, int64_t max_high) {
   struct Ch {
     float s;
     uint32_t t;
@@ -435,7 +435,7 @@ ChannelSolution solve_channels(const std::vector<ChannelTensor>& tensors, Weight
   if (bits > budget_bits) fail_budget("channels", bits, budget_bits);
   int64_t best_k = 0;
   uint64_t best_bits = bits;
-  for (size_t k = 0; k < all.size(); ++k) {
+  for (size_t k = 0; k < all.size() && static_cast<int64_t>(k) < max_high; ++k) {
     const ChannelTensor& t = tensors[all[k].t];
     int64_t& c = count[all[k].t];
     bits = bits - split_storage_bits(high, low, c, t.rows, t.cols) + split_storage_bits(high, low, c + 1, t.rows, t.cols);

@@ -85,8 +85,9 @@ PlanSolution solve_tiers(const std::vector<PlanItem>& items, const std::vector<d
                          uint64_t budget_bits);
 
 // Channels (MixLLM): tensors with per-output-channel salience; the globally top-k salient channels
-// take `high`, the rest `low`. k is the largest count whose exact bits (storage_bits of each
-// tensor's two channel sets) fit the budget. Ties in salience: earlier tensor, then lower index.
+// take `high`, the rest `low`. k is the largest count, at most max_high, whose exact bits
+// (storage_bits of each tensor's two channel sets) fit the budget. Ties in salience: earlier
+// tensor, then lower index.
 struct ChannelTensor {
   int64_t rows = 0, cols = 0;
   std::vector<float> salience;  // rows values
@@ -98,7 +99,8 @@ struct ChannelSolution {
   double objective = 0;  // Σ salience of the channels left in `low`
 };
 ChannelSolution solve_channels(const std::vector<ChannelTensor>& tensors, WeightFormatId high,
-                               WeightFormatId low, uint64_t budget_bits);
+                               WeightFormatId low, uint64_t budget_bits,
+                               int64_t max_high = INT64_MAX);
 
 // llama.cpp's use_more_bits (Q4_K_M): layer < n/8, layer >= 7n/8, or (layer − n/8) % 3 == 2.
 bool rule_more_bits(int layer, int n_layers);
