@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "calib/calibration.h"
+#include "calib/sensitivity.h"
 #include "format/ggml_codec.h"
 #include "format/weight_format.h"
 #include "io/gguf.h"
@@ -334,6 +336,29 @@ TEST(GgmlModels, SmolLM2RunsFromItsGgufBlocks) {
   ASSERT_NE(down, nullptr);
   EXPECT_EQ(kept.layers[3].at(LinearKind::Down).weights->storage_bytes(), down->nbytes);  // memory = file
   EXPECT_EQ(logits_of(kept, ids), want);
+
+  // Decoded when used (--runtime on-use): no resident fp32 copy, the same logits bit for bit.
+  LoadOptions on_use = keep;
+  on_use.runtime.decode_on_use = true;
+  Model streamed = load_model(path, on_use);
+  EXPECT_EQ(streamed.layers[3].at(LinearKind::Down).weights->format_name(), "q4_1");
+  EXPECT_EQ(logits_of(streamed, ids), want);
+  // ... and the same analysis (gradients through the decoded-on-use weights; channel salience
+  // against the int4_g128 form kept instead of an fp32 error matrix).
+  CalibrationSet set;
+  set.sequences = {ids};
+  SensitivityOptions so;
+  so.methods.fisher = true;
+  so.methods.channels = true;
+  so.formats = {WeightFormatId::Int4_G128};
+  so.progress = false;
+  const SensitivityResult a = analyze_sensitivity(reference, set, so);
+  const SensitivityResult b = analyze_sensitivity(streamed, set, so);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (size_t t = 0; t < a.tensors.size(); ++t) {
+    EXPECT_EQ(a.tensors[t].fisher, b.tensors[t].fisher) << a.tensors[t].name;
+    EXPECT_EQ(a.tensors[t].channels, b.tensors[t].channels) << a.tensors[t].name;
+  }
 
   // Packed runtime: the same decoded weights, summed in another order (tiles of 16 rows, vector
   // lanes) through 30 layers. A dot product of length K <= 1536 then moves by ~√K·2^-24 of its

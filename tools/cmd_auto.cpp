@@ -72,6 +72,7 @@ int run_auto_cmd(const AutoArgs& args) {
   LoadOptions load;
   load.tokenizer_path = args.model.tokenizer_path;
   load.runtime = runtime_options(args.model);
+  load.keep_gguf_quantized = load.runtime.decode_on_use;
   const AutoResult r = run_auto(args.model.path, load, o, args.out);
   if (args.json) {
     print_json({{"out", args.out}, {"run_dir", r.run_dir}, {"report", r.report}, {"chosen", r.chosen},

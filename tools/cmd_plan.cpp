@@ -246,6 +246,7 @@ int run_pareto(const ParetoArgs& args) {
     LoadOptions load;
     load.tokenizer_path = args.model.tokenizer_path;
     load.runtime = runtime_options(args.model);
+    load.keep_gguf_quantized = load.runtime.decode_on_use;
     QuantizeOptions q;
     q.calibration = calibration_options(args.calib);
     q.progress = false;

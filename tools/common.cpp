@@ -63,8 +63,10 @@ void add_model_args(CLI::App& app, ModelArgs& args) {
       ->check(int_at_least(0, "0: all cores"));
   app.add_option("--runtime", args.runtime,
                  "how quantized weights run: packed (default; straight from packed weights) or "
-                 "decoded (fp32 copy, the fake-quant reference)")
-      ->check(CLI::IsMember({"packed", "decoded"}));
+                 "decoded (fp32 copy, the fake-quant reference) or on-use (decoded's results, bit for bit, "
+                 "decoding each matrix when used: a GGUF's quantized tensors and quantized weights stay "
+                 "as stored, for models whose fp32 copy does not fit)")
+      ->check(CLI::IsMember({"packed", "decoded", "on-use"}));
   app.add_option("--act", args.activations,
                  "activations of packed integer weights: fp32 (default) or int8 (per token and "
                  "128 values)")
@@ -81,8 +83,8 @@ void add_model_args(CLI::App& app, ModelArgs& args) {
 
 RuntimeOptions runtime_options(const ModelArgs& args) {
   // CLI11 validated the strings; a caller filling ModelArgs by hand gets an error, not a guess.
-  check(args.runtime == "packed" || args.runtime == "decoded", "--runtime",
-        "expected packed or decoded, got '" + args.runtime + "'");
+  check(args.runtime == "packed" || args.runtime == "decoded" || args.runtime == "on-use", "--runtime",
+        "expected packed, decoded or on-use, got '" + args.runtime + "'");
   check(args.activations == "fp32" || args.activations == "int8", "--act",
         "expected fp32 or int8, got '" + args.activations + "'");
   check(args.kv_cache == "auto" || args.kv_cache == "f32" || args.kv_cache == "f16", "--kv-cache",
@@ -91,6 +93,7 @@ RuntimeOptions runtime_options(const ModelArgs& args) {
         "expected one-region or per-op, got '" + args.decode_threading + "'");
   RuntimeOptions runtime;
   runtime.packed = args.runtime == "packed";
+  runtime.decode_on_use = args.runtime == "on-use";
   runtime.int8_activations = args.activations == "int8";
   if (args.kv_cache != "auto") runtime.kv_cache = args.kv_cache == "f16" ? KvCacheType::F16 : KvCacheType::F32;
   runtime.decode_in_one_region = args.decode_threading == "one-region";
@@ -105,6 +108,7 @@ Model load_model_from_args(const ModelArgs& args, bool need_tokenizer) {
   options.tokenizer_path = args.tokenizer_path;
   options.need_tokenizer = need_tokenizer;
   options.runtime = runtime_options(args);
+  options.keep_gguf_quantized = options.runtime.decode_on_use;
   return load_model(args.path, options);
 }
 

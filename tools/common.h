@@ -15,7 +15,7 @@ struct ModelArgs {
   std::string path;            // MODEL: GGUF file, HF directory or llama2.c checkpoint
   std::string tokenizer_path;  // --tokenizer (llama2.c)
   int threads = 0;             // --threads (0: all cores)
-  std::string runtime = "packed";  // --runtime: "packed" (from packed weights) or "decoded"
+  std::string runtime = "packed";  // --runtime: "packed" (from packed weights), "decoded" or "on-use"
                                    // (through a decoded fp32 copy, the fake-quant reference)
   std::string activations = "fp32";  // --act: "fp32" or "int8" (packed integer formats)
   std::string kv_cache = "auto";     // --kv-cache: "auto" (RuntimeOptions::kv_cache unset), "f32"

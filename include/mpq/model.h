@@ -131,6 +131,12 @@ struct RuntimeOptions {
   // about the packed size; false: through a decoded fp32 copy and sgemm ("fake quantization",
   // the reference arithmetic, used while quantizing and analysing).
   bool packed = false;
+  // With packed = false: quantized weights keep only their stored form and are decoded to fp32
+  // each time they are used (forward, to_f32), instead of holding a decoded fp32 copy: the same
+  // products bit for bit, in the memory of the stored weights (a 1.5B model's analysis and GPTQ
+  // in well under half the RAM). The loader then also keeps a GGUF's ggml blocks as stored
+  // (LoadOptions::keep_gguf_quantized). Slower: every use decodes the matrix again.
+  bool decode_on_use = false;
   // Packed integer formats only: quantize activations to int8 per token and per 128 values
   // (W8A8 / W4A8 with integer dot products); other formats ignore it.
   bool int8_activations = false;

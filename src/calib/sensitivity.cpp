@@ -10,6 +10,7 @@
 #include <limits>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -39,7 +40,11 @@ class GradientStatsSink final : public LinearGradientSink {
  public:
   struct Slot {
     std::vector<float> g2;       // [out, in] (fisher)
-    std::vector<float> delta;    // [out, in] int4_g128 RTN error (channels)
+    // channels: the int4_g128 RTN form of the weights (about 1/8 of their fp32 bytes); its error
+    // w_hat - w is formed a tensor at a time when the gradient arrives, so that a 1.5B model does
+    // not hold a second fp32 copy of every weight.
+    const Linear* linear = nullptr;
+    std::optional<QuantizedMatrix> rtn;
     std::vector<double> salience;  // [out] (channels)
   };
   std::vector<std::array<Slot, kLinearKinds>> slots;
@@ -80,7 +85,19 @@ class GradientStatsSink final : public LinearGradientSink {
     dw_.resize(static_cast<size_t>(in * out));
     weight_gradient(x, dy, n, in, out, dw_.data(), false);
     float* g2 = fisher ? s.g2.data() : nullptr;
-    const float* delta = channels ? s.delta.data() : nullptr;
+    const float* delta = nullptr;
+    if (channels) {  // delta = w_hat - w, the same floats whether formed now or kept
+      delta_.resize(static_cast<size_t>(in * out));
+      w_.resize(static_cast<size_t>(in * out));
+      dequantize(*s.rtn, delta_.data());
+      s.linear->weights->to_f32(w_.data());
+      float* d = delta_.data();
+      const float* w = w_.data();
+      const int64_t size = in * out;
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < size; ++i) d[i] -= w[i];
+      delta = delta_.data();
+    }
     double* sal = channels ? s.salience.data() : nullptr;
     const float* dw = dw_.data();
 #pragma omp parallel for schedule(static)
@@ -100,7 +117,7 @@ class GradientStatsSink final : public LinearGradientSink {
   }
 
  private:
-  std::vector<float> dw_;
+  std::vector<float> dw_, delta_, w_;  // scratch of the largest tensor
 };
 
 // Σ g2·(w_hat − w)² over n entries, serial in index order (deterministic): the fisher cost's sum.
@@ -266,8 +283,8 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
         if (sink.fisher) s.g2.assign(static_cast<size_t>(t.rows * t.cols), 0.f);
         if (sink.channels) {
           const std::vector<float> w = weights_f32(model.layers[l].linear[k]);
-          s.delta = rtn_dequantized(WeightFormatId::Int4_G128, w, t.rows, t.cols);
-          for (size_t i = 0; i < w.size(); ++i) s.delta[i] -= w[i];
+          s.linear = &model.layers[l].linear[k];
+          s.rtn = quantize_rtn(WeightFormatId::Int4_G128, w.data(), t.rows, t.cols);
           s.salience.assign(static_cast<size_t>(t.rows), 0.0);
         }
       }
@@ -298,7 +315,7 @@ SensitivityResult analyze_sensitivity(Model& model, const CalibrationSet& set,
         for (int k = 0; k < kLinearKinds; ++k) {
           auto& s = sink.slots[l][k];
           tensor(l, k).channels.assign(s.salience.begin(), s.salience.end());
-          std::vector<float>().swap(s.delta);
+          s.rtn.reset();
           std::vector<double>().swap(s.salience);
         }
       }

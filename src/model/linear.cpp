@@ -66,6 +66,31 @@ class QuantizedWeights final : public LinearWeights {
   std::vector<float> decoded_;  // [rows, cols] fp32, what the forward pass multiplies by
 };
 
+// A quantized matrix kept as stored and decoded when used (RuntimeOptions::decode_on_use): the
+// forward pass decodes into a scratch buffer of this thread and multiplies by it exactly as
+// QuantizedWeights multiplies by its resident copy, so the two give the same floats.
+class DecodeOnUseWeights final : public LinearWeights {
+ public:
+  explicit DecodeOnUseWeights(QuantizedMatrix q) : q_(std::move(q)) {}
+  int64_t out_features() const override { return q_.rows; }
+  int64_t in_features() const override { return q_.cols; }
+  void forward(const float* x, int64_t n_tokens, float* y) const override {
+    thread_local std::vector<float> scratch;  // the largest matrix this thread has decoded
+    scratch.resize(static_cast<size_t>(q_.rows * q_.cols));
+    to_f32(scratch.data());
+    matmul_f32(x, n_tokens, scratch.data(), q_.rows, q_.cols, y);
+  }
+  void to_f32(float* dst) const override { dequantize(q_, dst); }
+  std::string format_name() const override { return q_.traits().name; }
+  uint64_t storage_bytes() const override { return (storage_bits(q_.format, q_.rows, q_.cols) + 7) / 8; }
+  std::unique_ptr<QuantizedMatrix> quantized() const override {
+    return std::make_unique<QuantizedMatrix>(q_);
+  }
+
+ private:
+  QuantizedMatrix q_;  // the stored form, the only copy
+};
+
 // A channel-split layer run through its decoded fp32 copy (rows back in their original order).
 class DecodedSplitWeights final : public LinearWeights {
  public:
@@ -139,6 +164,7 @@ void Linear::apply_group(std::span<const Linear* const> linears, const float* x,
 
 std::unique_ptr<LinearWeights> make_quantized_weights(QuantizedMatrix q, const RuntimeOptions& runtime) {
   if (runtime.packed) return make_packed_weights(std::move(q), runtime);
+  if (runtime.decode_on_use) return std::make_unique<DecodeOnUseWeights>(std::move(q));
   return std::make_unique<QuantizedWeights>(std::move(q));
 }
 
