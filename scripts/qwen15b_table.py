@@ -19,6 +19,8 @@ def resources(name):
     if not f.exists():
         return None
     text = f.read_text()
+    if "Maximum resident set size" not in text:  # still running, or killed
+        return None
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text).group(1)
     secs = 0.0
@@ -39,6 +41,8 @@ print("| step | wall | peak RSS |")
 print("|---|---|---|")
 for f in sorted(out.glob("*.time")):
     name = f.name[: -len(".time")]
+    if not resources(name):
+        continue
     wall, rss = resources(name)
     print(f"| {name} | {wall / 60:.1f} min | {rss:.2f} GiB |")
 print()
@@ -68,3 +72,19 @@ if benches:
     med = lambda k: statistics.median(b[k] for b in benches)
     print(f"| {med('weight_bytes_per_token') / 2**20:.1f} | {med('tg_tok_s'):.2f} | {med('pp_tok_s'):.1f} | "
           f"{med('bandwidth_gb_s'):.1f} | {100 * med('roofline_fraction'):.1f} % |")
+
+s_file = out / "S.json"
+if s_file.exists():
+    summary = json.loads(s_file.read_text()).get("channels")
+    if summary:
+        print()
+        print("Channel salience: share of each projection's output channels in the global top 10%:")
+        print()
+        kinds = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        print("| " + " | ".join(kinds) + " |")
+        print("|" + "---|" * len(kinds))
+        print("| " + " | ".join(f"{summary['by_kind'][k]['share'] * 100:.1f} %" for k in kinds) + " |")
+        layers = summary["by_layer"]
+        print()
+        print("Per layer (share of the layer's channels in the top 10%): " +
+              ", ".join(f"{l['share'] * 100:.0f}" for l in layers) + " (layers 0.." + str(len(layers) - 1) + ", %)")
