@@ -4,7 +4,8 @@
 # uniform int4_g128 (RTN, GPTQ) and channel splits at p = 5, 10, 20 % (int8_channel rows for the
 # top-p most salient output channels, int4_g128 asymmetric for the rest, GPTQ inside both sets),
 # each evaluated in the GPTQ protocol (ctx 2048, first $CHUNKS chunks of WikiText-2 test) with KL
-# against the fp model. p = 0 is the GPTQ row (the same int4_g128 matrices). Wall time and peak
+# against the fp model. p = 0 is the GPTQ row (the same int4_g128 matrices). CH_QUANTIZER=rtn
+# runs the splits with RTN instead. Wall time and peak
 # RSS of every step are kept (/usr/bin/time -v) in $OUT/*.time. Resumable: finished steps are skipped.
 #   bash scripts/fetch_models.sh qwen15 && bash scripts/qwen15b.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -41,10 +42,14 @@ evaluate() {  # name, quantize args...: quantize to $OUT/name, evaluate, keep th
 }
 evaluate int4_g128-rtn --scheme int4_g128:rtn
 evaluate int4_g128-gptq --scheme int4_g128:gptq
+# CH_QUANTIZER=rtn: the same splits with RTN in both sets (against the int4_g128 RTN row).
+CH_QUANTIZER="${CH_QUANTIZER:-gptq}"
 for p in $FRACTIONS; do
-  [ -f "$OUT/channels-$p.plan.json" ] || "$MPQ" plan "$OUT/S.json" --method channels --high-fraction "$p" \
-    --quantizer gptq --target mpq --out "$OUT/channels-$p.plan.json" --json > /dev/null
-  evaluate "channels-$p" --plan "$OUT/channels-$p.plan.json"
+  name="channels-$p"
+  [ "$CH_QUANTIZER" = gptq ] || name="channels-$p-$CH_QUANTIZER"
+  [ -f "$OUT/$name.plan.json" ] || "$MPQ" plan "$OUT/S.json" --method channels --high-fraction "$p" \
+    --quantizer "$CH_QUANTIZER" --target mpq --out "$OUT/$name.plan.json" --json > /dev/null
+  evaluate "$name" --plan "$OUT/$name.plan.json"
 done
 # Decode speed from packed weights against the bandwidth roofline (probed by bench before decoding):
 # int4_g128 with an int8_channel head (~4.3 bits per weight over the whole model), int8

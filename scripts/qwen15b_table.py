@@ -48,9 +48,13 @@ for f in sorted(out.glob("*.time")):
 print()
 print("| scheme | p (8-bit channels) | bits/weight (Linear) | PPL | PPL / fp | mean KLD | top-1 agree |")
 print("|---|---|---|---|---|---|---|")
-rows = [("int4_g128 RTN", "int4_g128-rtn", "-"), ("int4_g128 GPTQ (= channels p 0)", "int4_g128-gptq", "0")]
-rows += [(f"channels GPTQ", f"channels-{p}", p) for p in sorted(
-    f.name[len("channels-"): -len(".ppl.json")] for f in out.glob("channels-*.ppl.json"))]
+rows = [("int4_g128 RTN (= channels RTN p 0)", "int4_g128-rtn", "0"),
+        ("int4_g128 GPTQ (= channels GPTQ p 0)", "int4_g128-gptq", "0")]
+for f in sorted(out.glob("channels-*.ppl.json")):
+    name = f.name[: -len(".ppl.json")]
+    plan = json.loads((out / f"{name}.plan.json").read_text())
+    quantizers = {e.get("quantizer", "rtn") for e in plan["tensors"].values()}
+    rows.append((f"channels {'/'.join(sorted(quantizers)).upper()}", name, ""))
 for label, name, p in rows:
     q, r = load(f"{name}.quant"), load(f"{name}.ppl")
     if not q or not r:
